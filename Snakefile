@@ -1,0 +1,23 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/generator.smk"
+include: "workflow/rules/prototypes.smk"
+include: "workflow/rules/synthesis.smk"
+include: "workflow/rules/detector.smk"
+include: "workflow/rules/anomalies.smk"
+include: "workflow/rules/refinement.smk"
+include: "workflow/rules/evaluation.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/digits_ipc10.csv",

@@ -1,0 +1,387 @@
+#!/usr/bin/env python
+"""Time img2img candidate generation with an SD-v1.5-shaped UNet and VAE.
+
+Two paths over the same random weights (built from the published SD v1.5 architecture, so no
+download is needed; speed does not depend on the weights' values):
+
+* ours: the stock `StableDiffusionImg2ImgPipeline` called the way `detdistill.generators.sd15`
+  calls it (`run_img2img`): all candidates of one prototype in one call, fp16 (or bf16) on CUDA,
+  one seeded generator per image;
+* reference: the same pipeline in fp32 at batch 1, a Python loop over images, as the D4M code does.
+
+Both run 50 steps x strength 0.7 (35 denoising steps), guidance 10 (classifier-free guidance
+doubles the UNet batch), PNDM as in SD v1.5, from one 4-channel prototype latent. A random
+(77, 768) tensor stands in for the CLIP text encoder's output: the encoder runs once per call,
+not per step, so it is a small part of the cost and is left out of both paths.
+
+Achieved FLOP/s counts the UNet and VAE-decoder FLOPs (torch.utils.flop_counter on one batch-1
+forward each, times the number of forwards per image, counted with hooks), so the share of peak is
+an estimate of useful work; elementwise ops and the scheduler are not counted.
+
+    python bench/sd_img2img_speed.py                      # CUDA, 256 px, writes bench/results/
+    python bench/sd_img2img_speed.py --tiny --device cpu  # seconds-long smoke test at tiny size
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import diffusers
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from detdistill.generators.sd15 import run_img2img  # noqa: E402
+
+#: unet/config.json of stable-diffusion-v1-5 (860M parameters)
+UNET_SD15 = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "center_input_sample": False,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "block_out_channels": [320, 640, 1280, 1280],
+    "layers_per_block": 2,
+    "downsample_padding": 1,
+    "mid_block_scale_factor": 1,
+    "act_fn": "silu",
+    "norm_num_groups": 32,
+    "norm_eps": 1e-5,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+}
+#: vae/config.json of stable-diffusion-v1-5 (84M parameters)
+VAE_SD15 = {
+    "sample_size": 512,
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "act_fn": "silu",
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "scaling_factor": 0.18215,
+}
+#: scheduler/scheduler_config.json of stable-diffusion-v1-5
+SCHEDULER_SD15 = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+}
+TEXT_TOKENS, TEXT_DIM = 77, 768
+
+#: a smoke-test size that runs in seconds on a CPU
+UNET_TINY = {
+    "sample_size": 8,
+    "block_out_channels": [32, 64],
+    "layers_per_block": 1,
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+}
+VAE_TINY = {
+    "sample_size": 32,
+    "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3,
+    "block_out_channels": [8, 16, 16],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 8,
+    "scaling_factor": 0.18215,
+}
+
+#: dense bf16 (= fp16) tensor-core peak in TFLOP/s, by a pattern of torch.cuda.get_device_name()
+PEAK_TFLOPS = [
+    (r"H100.*PCIe", 756.0),
+    (r"H100.*NVL", None),  # not looked up: pass --peak-tflops
+    (r"H100|GH200", 989.0),
+    (r"H200", 989.0),
+    (r"A100", 312.0),
+]
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def lookup_peak(name: str) -> float | None:
+    for pattern, peak in PEAK_TFLOPS:
+        if re.search(pattern, name):
+            return peak
+    return None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def build_pipe(unet_cfg: dict, vae_cfg: dict, device: torch.device, seed: int = 0):
+    """fp32 pipeline with random weights, created directly on `device`; no text encoder."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        unet = UNet2DConditionModel(**unet_cfg).eval()
+        vae = AutoencoderKL(**vae_cfg).eval()
+    pipe = StableDiffusionImg2ImgPipeline(
+        vae=vae,
+        unet=unet,
+        text_encoder=None,
+        tokenizer=None,
+        scheduler=PNDMScheduler(**SCHEDULER_SD15),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def derive_pipe(pipe, dtype: torch.dtype, channels_last: bool, compile_unet: bool):
+    """A copy of `pipe` in `dtype`, optionally channels-last and with a compiled UNet."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    unet = copy.deepcopy(pipe.unet).to(dtype)
+    vae = copy.deepcopy(pipe.vae).to(dtype)
+    if channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
+        vae = vae.to(memory_format=torch.channels_last)
+    out = StableDiffusionImg2ImgPipeline(
+        vae=vae,
+        unet=unet,
+        text_encoder=None,
+        tokenizer=None,
+        scheduler=copy.deepcopy(pipe.scheduler),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out.set_progress_bar_config(disable=True)
+    if compile_unet:
+        out.unet = torch.compile(out.unet, fullgraph=True)
+    return out
+
+
+class BatchCounter:
+    """Counts samples through a module's forward (sum of the first input's batch sizes)."""
+
+    def __init__(self, module):
+        self.samples = 0
+        self.handle = module.register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        self.samples += int(args[0].shape[0])
+
+    def remove(self):
+        self.handle.remove()
+
+
+@torch.no_grad()
+def forward_flops(pipe, latent_hw: int, text_dim: int) -> tuple[int, int]:
+    """FLOPs of one batch-1 UNet forward and one batch-1 VAE decode. The math SDPA backend is
+    forced so attention shows up as matmuls on every device (the fused CPU kernel is not counted)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    p = next(pipe.unet.parameters())
+    z = torch.randn(1, 4, latent_hw, latent_hw, device=p.device, dtype=p.dtype)
+    text = torch.randn(1, TEXT_TOKENS, text_dim, device=p.device, dtype=p.dtype)
+    t = torch.tensor([500], device=p.device)
+    with sdpa_kernel([SDPBackend.MATH]):
+        with FlopCounterMode(display=False) as fc:
+            pipe.unet(z, t, encoder_hidden_states=text)
+        unet = fc.get_total_flops()
+        with FlopCounterMode(display=False) as fc:
+            pipe.vae.decode(z / pipe.vae.config.scaling_factor)
+        vae = fc.get_total_flops()
+    return int(unet), int(vae)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto", help="cuda, cpu or auto (CUDA when present)")
+    ap.add_argument("--tiny", action="store_true", help="tiny UNet/VAE at 32 px: a smoke test, not a benchmark")
+    ap.add_argument("--size", type=int, default=None, help="image size in px (default 256; 32 with --tiny)")
+    ap.add_argument("--candidates", type=int, default=20, help="images per prototype = batch of our path")
+    ap.add_argument("--reference-images", type=int, default=None, help="images of the batch-1 loop (default: --candidates)")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--strength", type=float, default=0.7)
+    ap.add_argument("--guidance", type=float, default=10.0)
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="our path's dtype (default fp16 on CUDA, fp32 on CPU)")
+    ap.add_argument("--channels-last", action="store_true", help="channels-last UNet and VAE on our path")
+    ap.add_argument("--compile", action="store_true", help="torch.compile our path's UNet (long warm-up)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed calls of our path (median reported)")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="device peak; looked up for H100/H200/A100")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    ap.add_argument("--skip-reference", action="store_true", help="time our path only")
+    ap.add_argument("--out", type=Path, default=None, help="JSON result (default bench/results/sd_img2img_<device>.json)")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # silences the per-copy "modules that should be kept in float32: []" notice of `.to(dtype)`
+    diffusers.utils.logging.set_verbosity_error()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    cuda = device.type == "cuda"
+    size = args.size or (32 if args.tiny else 256)
+    dtype = DTYPES[args.dtype or ("fp16" if cuda else "fp32")]
+    n_ref = args.reference_images or args.candidates
+    name = device_name(device)
+    peak = args.peak_tflops or (lookup_peak(name) if cuda else None)
+    if cuda and peak is None:
+        ap.error(f"no peak known for {name!r}: pass --peak-tflops (dense bf16 TFLOP/s)")
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    unet_cfg, vae_cfg = (UNET_TINY, VAE_TINY) if args.tiny else (UNET_SD15, VAE_SD15)
+    text_dim = unet_cfg["cross_attention_dim"]
+    factor = 2 ** (len(vae_cfg["block_out_channels"]) - 1)
+    if size % factor:
+        ap.error(f"--size must be a multiple of {factor}")
+    latent_hw = size // factor
+
+    reference = build_pipe(unet_cfg, vae_cfg, device)
+    ours = derive_pipe(reference, dtype, args.channels_last, args.compile)
+    gen = torch.Generator().manual_seed(1)
+    prototype = torch.randn(1, 4, latent_hw, latent_hw, generator=gen)
+    cond = torch.randn(1, TEXT_TOKENS, text_dim, generator=gen)
+    uncond = torch.randn(1, TEXT_TOKENS, text_dim, generator=gen)
+    settings = dict(strength=args.strength, guidance=args.guidance, steps=args.steps)
+
+    def run(pipe, seeds):
+        p = next(pipe.vae.parameters())
+        n = len(seeds)
+        c, u = (x.to(p.device, p.dtype).expand(n, -1, -1) for x in (cond, uncond))
+        return run_img2img(pipe, prototype.expand(n, -1, -1, -1), c, u, seeds, **settings)
+
+    # forwards per image, counted on one batch-1 reference image (the same for both paths)
+    counters = BatchCounter(reference.unet), BatchCounter(reference.vae.decoder)
+    run(reference, [0])
+    unet_per_image, vae_per_image = (c.samples for c in counters)
+    for c in counters:
+        c.remove()
+    unet_flops, vae_flops = forward_flops(reference, latent_hw, text_dim)
+    flops_per_image = unet_per_image * unet_flops + vae_per_image * vae_flops
+
+    # ours: one warm-up call (cuDNN autotuning, compilation), then timed calls of the whole batch
+    seeds = list(range(args.candidates))
+    run(ours, seeds)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(args.repeats):
+        sync()
+        t0 = time.perf_counter()
+        images = run(ours, seeds)
+        sync()
+        times.append(time.perf_counter() - t0)
+    ours_s = statistics.median(times)
+    result_ours = {
+        "dtype": str(dtype).removeprefix("torch."),
+        "batch": args.candidates,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "seconds_per_call": times,
+        "images_per_s": args.candidates / ours_s,
+        "achieved_tflops": flops_per_image * args.candidates / ours_s / 1e12,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
+    }
+
+    result_ref = None
+    if not args.skip_reference:
+        # reference: batch-1 fp32 loop, warmed up by the counting image above
+        ref_images = []
+        sync()
+        t0 = time.perf_counter()
+        for s in range(n_ref):
+            ref_images.append(run(reference, [s]))
+        sync()
+        ref_s = time.perf_counter() - t0
+        both = min(n_ref, args.candidates)
+        diff = (torch.cat(ref_images[:both]).float().cpu() - images[:both].float().cpu()).abs().max().item()
+        result_ref = {
+            "dtype": "float32",
+            "batch": 1,
+            "images": n_ref,
+            "seconds": ref_s,
+            "images_per_s": n_ref / ref_s,
+            "achieved_tflops": flops_per_image * n_ref / ref_s / 1e12,
+            "max_abs_diff_vs_ours": diff,
+        }
+
+    speedup = result_ours["images_per_s"] / result_ref["images_per_s"] if result_ref else None
+    share = result_ours["achieved_tflops"] / peak if peak else None
+
+    result = {
+        "device": name,
+        "device_type": device.type,
+        "tiny": args.tiny,
+        "note": "smoke test at tiny size, not a benchmark" if args.tiny else "SD v1.5 architecture, random weights",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else " ".join(["sd_img2img_speed.py", *argv]),
+        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
+                     "cuda": torch.version.cuda if cuda else None},
+        "settings": {"image_size": size, "latent_size": latent_hw, "candidates": args.candidates, **settings,
+                     "scheduler": "PNDMScheduler (SD v1.5 config)", "text_embeddings": f"random ({TEXT_TOKENS}, {text_dim})"},
+        "flops": {"unet_forward_batch1": unet_flops, "vae_decode_batch1": vae_flops,
+                  "unet_forwards_per_image": unet_per_image, "vae_decodes_per_image": vae_per_image,
+                  "per_image": flops_per_image},
+        "ours": result_ours,
+        "reference": result_ref,
+        "speedup": speedup,
+        "peak_tflops": peak,
+        "peak_share": share,
+        "targets": {"speedup_ge_10": None if speedup is None else speedup >= 10,
+                    "peak_share_ge_0.35": None if share is None else share >= 0.35},
+    }
+
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") if cuda else "cpu"
+    out = args.out or REPO / "bench" / "results" / f"sd_img2img_{slug}{'_tiny' if args.tiny else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(format_table(result))
+    print(f"written: {out}")
+    return result
+
+
+def format_table(r: dict) -> str:
+    rows = [f"device: {r['device']}{'  [tiny smoke test]' if r['tiny'] else ''}",
+            f"{r['settings']['image_size']} px, {r['settings']['steps']} steps x strength {r['settings']['strength']}, "
+            f"guidance {r['settings']['guidance']}, {r['flops']['unet_forwards_per_image']} UNet forwards per image, "
+            f"{r['flops']['per_image'] / 1e12:.3f} TFLOP per image",
+            f"{'path':<12}{'dtype':<10}{'batch':>6}{'img/s':>10}{'TFLOP/s':>10}"]
+    for key in ("ours", "reference"):
+        x = r[key]
+        if x:
+            rows.append(f"{key:<12}{x['dtype']:<10}{x['batch']:>6}{x['images_per_s']:>10.3f}{x['achieved_tflops']:>10.3f}")
+    if r["speedup"] is not None:
+        rows.append(f"speed-up: {r['speedup']:.2f}x (target >= 10x); max |ours - reference| = {r['reference']['max_abs_diff_vs_ours']:.3g}")
+    if r["peak_share"] is not None:
+        rows.append(f"share of peak {r['peak_tflops']:.0f} TFLOP/s: {100 * r['peak_share']:.1f}% (target >= 35%)")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""detdistill: detector-guided dataset distillation with diffusion models."""
+
+__version__ = "0.1.0"

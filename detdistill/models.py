@@ -1,0 +1,135 @@
+"""Classifier architectures used to evaluate distilled sets: ConvNet, ResNetAP-10, ResNet-18.
+
+Every model is a `Classifier`: inputs are float images in [0,1] (N,3,H,W); the model normalises
+them itself, so `forward(x) == classifier(features(x))` and callers never normalise.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODEL_NAMES = ("convnet", "resnetap10", "resnet18")
+
+
+def _instance_norm(channels: int) -> nn.GroupNorm:
+    # GroupNorm with one group per channel = instance norm with affine parameters, as in the
+    # dataset-distillation code ("instancenorm"); unlike BatchNorm it is independent of batch size,
+    # which matters when training on a handful of distilled images.
+    return nn.GroupNorm(channels, channels, affine=True)
+
+
+class Classifier(nn.Module):
+    """Normalisation -> backbone (to pooled features, (N,D)) -> linear classifier."""
+
+    def __init__(self, backbone: nn.Module, classifier: nn.Linear,
+                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)):
+        super().__init__()
+        self.backbone = backbone
+        self.classifier = classifier
+        # Persistent buffers: saved in the state_dict, so a loaded model keeps its normalisation.
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.build_args: dict = {}  # filled by build_model; save_model stores it
+
+    @property
+    def feature_dim(self) -> int:
+        return self.classifier.in_features
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone((x - self.mean) / self.std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+# --------------------------------------------------------------------------- ConvNet
+def convnet_depth(image_size: int) -> int:
+    """Halvings until the map is at most 4 px, at least one: 32->3, 64->4, 128->5, 256->6."""
+    depth, size = 0, image_size
+    while size > 4:
+        size //= 2
+        depth += 1
+    return max(depth, 1)
+
+
+def _convnet(image_size: int, width: int) -> tuple[nn.Module, int]:
+    layers, in_ch, size = [], 3, image_size
+    for _ in range(convnet_depth(image_size)):
+        layers += [nn.Conv2d(in_ch, width, 3, padding=1), _instance_norm(width), nn.ReLU(inplace=True),
+                   nn.AvgPool2d(2)]
+        in_ch, size = width, size // 2
+    return nn.Sequential(*layers, nn.Flatten()), width * size * size
+
+
+# --------------------------------------------------------------------------- ResNetAP-10
+class BasicBlockAP(nn.Module):
+    """ResNet basic block that downsamples with 2x2 average pooling instead of strided convs."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1):
+        super().__init__()
+        self.pool = nn.AvgPool2d(2) if stride != 1 else nn.Identity()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.norm1 = _instance_norm(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.norm2 = _instance_norm(out_ch)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            # Pooling and the 1x1 conv are both linear, so their order is immaterial; pool first is cheaper.
+            self.shortcut = nn.Sequential(nn.AvgPool2d(2) if stride != 1 else nn.Identity(),
+                                          nn.Conv2d(in_ch, out_ch, 1, bias=False), _instance_norm(out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.pool(F.relu(self.norm1(self.conv1(x))))
+        out = self.norm2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+def _resnetap10(image_size: int, width: int) -> tuple[nn.Module, int]:
+    stem = [nn.Conv2d(3, width, 3, padding=1, bias=False), _instance_norm(width), nn.ReLU(inplace=True)]
+    if image_size > 64:
+        # Large images: reduce 4x right after the stem (as torchvision's conv-stride-2 + maxpool stem
+        # does) so the four stages run at 1/4..1/32 resolution; pooling keeps the net stride-free.
+        stem.append(nn.AvgPool2d(4))
+    widths = [width, 2 * width, 4 * width, 8 * width]
+    blocks, in_ch = [], width
+    for i, w in enumerate(widths):
+        blocks.append(BasicBlockAP(in_ch, w, stride=1 if i == 0 else 2))
+        in_ch = w
+    return nn.Sequential(*stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten()), in_ch
+
+
+# --------------------------------------------------------------------------- ResNet-18
+def _resnet18(image_size: int) -> tuple[nn.Module, int]:
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None)
+    if image_size <= 64:
+        # Low-resolution (CIFAR / RDED) stem: 3x3 stride-1 conv and no max-pool.
+        net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.maxpool = nn.Identity()
+    dim = net.fc.in_features
+    net.fc = nn.Identity()  # the backbone returns pooled features; the Linear lives in Classifier
+    return net, dim
+
+
+def build_model(name: str, num_classes: int, image_size: int, width: int = 64,
+                mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)) -> Classifier:
+    """Build a classifier by name. `width` is ignored for resnet18 (torchvision's BasicBlock only
+    supports the standard 64-base width)."""
+    if name == "convnet":
+        backbone, dim = _convnet(image_size, width)
+    elif name == "resnetap10":
+        backbone, dim = _resnetap10(image_size, width)
+    elif name == "resnet18":
+        backbone, dim = _resnet18(image_size)
+    else:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    model = Classifier(backbone, nn.Linear(dim, num_classes), mean, std)
+    model.build_args = {"name": name, "num_classes": int(num_classes), "image_size": int(image_size),
+                        "width": int(width)}
+    return model

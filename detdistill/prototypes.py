@@ -1,0 +1,38 @@
+"""D4M's prototype step: per-class K-means on VAE latent means."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+
+from .data import DataError
+
+
+def latent_matrix(frame: pd.DataFrame) -> np.ndarray:
+    return np.stack([np.asarray(v, dtype=np.float32) for v in frame.latent])
+
+
+def compute_prototypes(latents: pd.DataFrame, ipc: int, seed: int, n_init: int = 10) -> pd.DataFrame:
+    """Full (not mini-batch) K-means with `ipc` clusters per class; centroids are the prototypes."""
+    rows = []
+    for label, group in latents.groupby("label", sort=True):
+        if len(group) < ipc:
+            raise DataError(
+                f"class {group.class_name.iloc[0]!r} has {len(group)} training images, fewer than IPC {ipc}: "
+                "lower the IPC in the target name or drop the class (`source.classes`)"
+            )
+        kmeans = KMeans(n_clusters=ipc, n_init=n_init, random_state=seed).fit(latent_matrix(group))
+        sizes = np.bincount(kmeans.labels_, minlength=ipc)
+        for proto, centre in enumerate(kmeans.cluster_centers_.astype(np.float32)):
+            rows.append(
+                {
+                    "label": int(label),
+                    "class_name": group.class_name.iloc[0],
+                    "prototype_id": proto,
+                    "cluster_size": int(sizes[proto]),
+                    "latent": centre,
+                    "latent_shape": list(group.latent_shape.iloc[0]),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,146 @@
+"""Detector-guided selection (the paper's Algorithm 1) and its ablations.
+
+Per class, defective images are processed in ascending `prototype_id` order (the order of the
+initial set). Each step may add the chosen candidate to the class's normal set, so later choices
+see earlier ones: the order is part of the method and is fixed here.
+
+Methods
+- ``d4m``: no refinement, the initial set as generated.
+- ``conf``: the candidate with the highest target softmax (ties: lowest candidate index).
+- ``sim``: the candidate with the lowest summed cosine similarity to the normal set, ignoring p.
+- ``conf_sim`` (ours): pool = candidates predicted as the target with p > beta, the top-k by p;
+  if the pool is empty, the single argmax-p candidate; from the pool, the member with the lowest
+  summed cosine similarity to the normal set (ties: higher p, then lower index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+METHODS = ("d4m", "conf", "sim", "conf_sim")
+
+
+@dataclass(frozen=True)
+class Choice:
+    index: int  # chosen candidate's position in the candidate arrays
+    pool: tuple[int, ...]  # candidate positions that were eligible
+    fallback: bool  # conf_sim only: no candidate passed the beta filter
+    sim_sum: float  # summed cosine similarity of the choice to the normal set
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    return rows / np.maximum(norms, 1e-12)
+
+
+def cosine_sums(features: np.ndarray, normal_set: np.ndarray) -> np.ndarray:
+    """Sum over the normal set of cosine similarities, one value per feature row."""
+    if len(normal_set) == 0:
+        return np.zeros(len(features))
+    return (_unit(features) @ _unit(normal_set).T).sum(axis=1)
+
+
+def select_candidate(
+    p_target: np.ndarray,
+    predicted: np.ndarray,
+    features: np.ndarray,
+    target: int,
+    normal_set: np.ndarray,
+    *,
+    method: str,
+    beta: float,
+    top_k: int,
+) -> Choice:
+    """Pick one of the candidates generated for a defective image of class `target`."""
+    p_target = np.asarray(p_target, dtype=np.float64)
+    predicted = np.asarray(predicted)
+    order_by_p = np.lexsort((np.arange(len(p_target)), -p_target))  # p descending, index ascending
+    sims = cosine_sums(features, normal_set)
+    if method == "conf":
+        best = int(order_by_p[0])
+        return Choice(best, tuple(range(len(p_target))), False, float(sims[best]))
+    if method == "sim":
+        pool = np.arange(len(p_target))
+        fallback = False
+    elif method == "conf_sim":
+        valid = [i for i in order_by_p if predicted[i] == target and p_target[i] > beta]
+        fallback = not valid
+        pool = np.array([order_by_p[0]] if fallback else valid[:top_k])
+    else:
+        raise ValueError(f"unknown refinement method {method!r}; expected one of {METHODS}")
+    best = min(pool, key=lambda i: (sims[i], -p_target[i], i))
+    return Choice(int(best), tuple(int(i) for i in pool), fallback, float(sims[best]))
+
+
+def refine_set(
+    scored_initial: pd.DataFrame,
+    candidates: pd.DataFrame,
+    *,
+    method: str,
+    beta: float,
+    top_k: int,
+) -> pd.DataFrame:
+    """Apply one method to every class.
+
+    scored_initial: one row per initial image with image_id, label, prototype_id, image_path,
+      predicted, p_target, feature (array), defective (bool).
+    candidates: one row per candidate with source_image_id, candidate_index, image_path, seed,
+      predicted, p_target, feature.
+    Returns the final set: one row per initial image, in the initial order, with the image kept or
+    the candidate that replaced it and how it was chosen.
+    """
+    rows = []
+    for label, group in scored_initial.sort_values(["label", "prototype_id"]).groupby("label", sort=True):
+        normal = [np.asarray(f) for f in group.loc[~group.defective, "feature"]]
+        for item in group.itertuples(index=False):
+            row = {
+                "image_id": item.image_id,
+                "label": int(label),
+                "prototype_id": int(item.prototype_id),
+                "image_path": item.image_path,
+                "origin": "initial",
+                "replaced_image_id": None,
+                "candidate_index": -1,
+                "p_target": float(item.p_target),
+                "predicted": int(item.predicted),
+                "pool_size": 0,
+                "fallback": False,
+                "sim_sum": float("nan"),
+            }
+            if item.defective and method != "d4m":
+                cands = candidates[candidates.source_image_id == item.image_id].sort_values("candidate_index")
+                if cands.empty:
+                    raise ValueError(f"no candidates for defective image {item.image_id}")
+                feats = np.stack([np.asarray(f) for f in cands.feature])
+                choice = select_candidate(
+                    cands.p_target.to_numpy(),
+                    cands.predicted.to_numpy(),
+                    feats,
+                    int(label),
+                    np.stack(normal) if normal else np.empty((0, feats.shape[1])),
+                    method=method,
+                    beta=beta,
+                    top_k=top_k,
+                )
+                chosen = cands.iloc[choice.index]
+                normal.append(feats[choice.index])  # the paper adds the choice to the normal set
+                row.update(
+                    image_id=f"{item.image_id}/cand{int(chosen.candidate_index):02d}",
+                    image_path=chosen.image_path,
+                    origin="candidate",
+                    replaced_image_id=item.image_id,
+                    candidate_index=int(chosen.candidate_index),
+                    p_target=float(chosen.p_target),
+                    predicted=int(chosen.predicted),
+                    pool_size=len(choice.pool),
+                    fallback=choice.fallback,
+                    sim_sum=choice.sim_sum,
+                )
+            rows.append(row)
+    result = pd.DataFrame(rows)
+    result.insert(0, "method", method)
+    return result

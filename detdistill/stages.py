@@ -1,0 +1,390 @@
+"""One function per workflow stage. Rules' scripts call these with paths and plain config dicts;
+tests call them directly. Every output is written atomically."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import data, io
+from .device import image_seed, pick_device, seed_everything
+
+log = logging.getLogger("detdistill")
+
+
+def _train_split(manifest: pd.DataFrame) -> pd.DataFrame:
+    return manifest[manifest.split == "train"].reset_index(drop=True)
+
+
+def _chunks(frame: pd.DataFrame, size: int):
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start : start + size]
+
+
+# --------------------------------------------------------------------------- 1. data
+def prepare_data(source_cfg: dict, seed: int, out_manifest) -> None:
+    manifest = data.build_manifest(source_cfg, seed)
+    io.write_parquet(manifest, out_manifest)
+    counts = manifest.groupby(["split"]).size().to_dict()
+    log.info("manifest: %d images, %s, %d classes", len(manifest), counts, manifest.label.nunique())
+
+
+# --------------------------------------------------------------------------- 2. generator
+def train_generator(manifest_path, source_cfg: dict, image_size: int, generator_cfg: dict, out_dir) -> None:
+    from .generators.embedded import train_embedded_generator
+
+    if generator_cfg["backend"] != "embedded":
+        raise ValueError(
+            f"backend {generator_cfg['backend']!r} is not trained by the workflow: set `generator.checkpoint` "
+            "to its weights folder"
+        )
+    manifest = _train_split(pd.read_parquet(manifest_path))
+    images = data.load_images(manifest, source_cfg, image_size)
+    labels = torch.as_tensor(manifest.label.to_numpy())
+    train_embedded_generator(
+        images, labels, data.class_names(manifest), generator_cfg["train"], out_dir, pick_device(), log=log.info
+    )
+
+
+def _load_generator(path):
+    from .generators import load_generator
+
+    return load_generator(path, pick_device())
+
+
+# --------------------------------------------------------------------------- 3. latents
+def encode_latents(manifest_path, source_cfg: dict, image_size: int, generator_dir, out_path, batch_size: int = 256) -> None:
+    """Latent means of every *train* image, streamed in chunks so memory stays bounded."""
+    generator = _load_generator(generator_dir)
+    train = _train_split(pd.read_parquet(manifest_path))
+    latents = []
+    for chunk in tqdm(list(_chunks(train, batch_size)), desc="encode", mininterval=5):
+        images = data.load_images(chunk, source_cfg, image_size).float().div(255)
+        latents.append(generator.encode(images).float().cpu().numpy())
+    stacked = np.concatenate(latents)
+    frame = train[["image_id", "label", "class_name"]].copy()
+    frame["latent"] = list(stacked.reshape(len(stacked), -1))
+    frame["latent_shape"] = [list(stacked.shape[1:])] * len(frame)
+    io.write_parquet(frame, out_path)
+    log.info("encoded %d train images to latents of shape %s", len(frame), stacked.shape[1:])
+
+
+# --------------------------------------------------------------------------- 4. prototypes
+def compute_prototypes(latents_path, ipc: int, seed: int, n_init: int, out_path) -> None:
+    from .prototypes import compute_prototypes as kmeans_prototypes
+
+    prototypes = kmeans_prototypes(pd.read_parquet(latents_path), ipc, seed, n_init)
+    io.write_parquet(prototypes, out_path)
+    log.info("prototypes: %d classes x IPC %d", prototypes.label.nunique(), ipc)
+
+
+def _prototype_latents(rows: pd.DataFrame) -> torch.Tensor:
+    shape = list(rows.latent_shape.iloc[0])
+    return torch.from_numpy(np.stack([np.asarray(v, dtype=np.float32) for v in rows.latent])).reshape(-1, *shape)
+
+
+def _generate(generator, rows: pd.DataFrame, synthesis_cfg: dict) -> torch.Tensor:
+    """img2img for prototype rows (with a `seed` column), in batches."""
+    out = []
+    batch = synthesis_cfg.get("batch_size", 64)
+    for chunk in _chunks(rows, batch):
+        out.append(
+            generator.img2img(
+                _prototype_latents(chunk),
+                chunk.label.tolist(),
+                chunk.seed.tolist(),
+                strength=synthesis_cfg["strength"],
+                guidance=synthesis_cfg["guidance"],
+                steps=synthesis_cfg["steps"],
+            )
+        )
+    return torch.cat(out)
+
+
+def _publish_dir(tmp_dir: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp_dir.rename(out_dir)
+
+
+def _staging_dir(out_dir) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+
+
+# --------------------------------------------------------------------------- 5. initial set
+def synthesize_initial(prototypes_path, label: int, generator_dir, synthesis_cfg: dict, seed: int, out_dir) -> None:
+    """One class's initial synthetic images: one per prototype, seeded per image."""
+    prototypes = pd.read_parquet(prototypes_path)
+    rows = prototypes[prototypes.label == label].sort_values("prototype_id").copy()
+    rows["seed"] = [image_seed(seed, label, p, 0) for p in rows.prototype_id]
+    images = _generate(_load_generator(generator_dir), rows, synthesis_cfg)
+    out_dir = Path(out_dir)
+    staging = _staging_dir(out_dir)
+    names = [f"proto{p:03d}.png" for p in rows.prototype_id]
+    for image, name in zip(images, names):
+        io.write_png(image, staging / name)
+    manifest = pd.DataFrame(
+        {
+            "image_id": [f"c{label}-p{p:03d}" for p in rows.prototype_id],
+            "label": label,
+            "class_name": rows.class_name.to_numpy(),
+            "prototype_id": rows.prototype_id.to_numpy(),
+            "seed": rows.seed.to_numpy(),
+            "image_path": [str(out_dir / n) for n in names],
+        }
+    )
+    io.write_parquet(manifest, staging / "manifest.parquet")
+    _publish_dir(staging, out_dir)
+    log.info("class %d: %d initial images", label, len(manifest))
+
+
+def read_image_dirs(dirs) -> pd.DataFrame:
+    """Concatenate the manifests of per-class image folders, in a stable order."""
+    frames = [pd.read_parquet(Path(d) / "manifest.parquet") for d in sorted(map(str, dirs))]
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_png_images(paths, image_size: int | None = None) -> torch.Tensor:
+    """uint8 (N,3,H,W) from PNG files, optionally resized (antialiased) to `image_size`."""
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    images = torch.stack([TF.pil_to_tensor(Image.open(p).convert("RGB")) for p in paths])
+    if image_size is not None and images.shape[-1] != image_size:
+        images = TF.resize(images, [image_size, image_size], antialias=True)
+    return images
+
+
+# --------------------------------------------------------------------------- 6. classifiers
+REPORTED_BETAS = (0.5, 0.7, 0.9)
+
+
+def train_classifier_stage(manifest_path, source_cfg: dict, image_size: int, clf_cfg: dict, out_model, out_metrics, out_test_scores) -> None:
+    """Detector or judge: trained on the real train split only; test split only for its metrics."""
+    from .models import build_model
+    from .train import TrainConfig, accuracy, predict, save_model, train_classifier
+
+    manifest = pd.read_parquet(manifest_path)
+    train, test = _train_split(manifest), manifest[manifest.split == "test"]
+    num_classes = manifest.label.nunique()
+    cfg = TrainConfig.from_dict(clf_cfg["train"])
+    seed_everything(cfg.seed)
+    model = build_model(clf_cfg["model"], num_classes, image_size, clf_cfg.get("width", 64))
+    device = pick_device()
+    images = data.load_images(train, source_cfg, image_size)
+    history = train_classifier(model, images, torch.as_tensor(train.label.to_numpy()), cfg, device, desc=clf_cfg["model"], log=log.info)
+    test_images = data.load_images(test, source_cfg, image_size)
+    test_labels = torch.as_tensor(test.label.to_numpy())
+    probs = predict(model, test_images, device)["probs"]
+    p_target = probs.gather(1, test_labels[:, None]).squeeze(1)
+    save_model(model, out_model, {"name": clf_cfg["model"], "num_classes": num_classes, "image_size": image_size, "width": clf_cfg.get("width", 64)})
+    metrics = {
+        "model": clf_cfg["model"],
+        "train_images": len(train),
+        "test_images": len(test),
+        "test_accuracy": float((probs.argmax(1) == test_labels).float().mean()),
+        "train_accuracy": accuracy(model, images, torch.as_tensor(train.label.to_numpy()), device),
+        # what a confidence threshold means for this model: the share of *real* test images it would flag
+        "test_target_softmax_median": float(p_target.median()),
+        "test_share_below_beta": {str(b): float((p_target < b).float().mean()) for b in REPORTED_BETAS},
+        "final_loss": history[-1]["loss"] if history else None,
+        "train_config": clf_cfg,
+    }
+    io.write_json(metrics, out_metrics)
+    test_scores = test[["image_id", "label"]].assign(predicted=probs.argmax(1).numpy(), p_target=p_target.numpy())
+    io.write_parquet(test_scores, out_test_scores)
+    log.info("classifier %s: test accuracy %.4f", clf_cfg["model"], metrics["test_accuracy"])
+
+
+def _score(model_path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Add predicted, p_target and feature columns (detector view) to an image table."""
+    from .train import load_model, predict
+
+    device = pick_device()
+    model = load_model(model_path, device)
+    out = predict(model, load_png_images(frame.image_path), device)
+    labels = torch.as_tensor(frame.label.to_numpy())
+    frame = frame.copy()
+    frame["predicted"] = out["probs"].argmax(1).numpy()
+    frame["p_target"] = out["probs"].gather(1, labels[:, None]).squeeze(1).numpy()
+    frame["feature"] = list(out["features"].numpy())
+    return frame
+
+
+def score_initial(initial_dirs, detector_path, out_path) -> None:
+    io.write_parquet(_score(detector_path, read_image_dirs(initial_dirs)), out_path)
+
+
+# --------------------------------------------------------------------------- 7. anomaly report
+def flag_anomalies(scores: pd.DataFrame, beta: float) -> pd.DataFrame:
+    frame = scores.copy()
+    mismatch = frame.predicted != frame.label
+    low = frame.p_target < beta
+    frame["reason"] = np.where(mismatch, "label_mismatch", np.where(low, "low_confidence", "normal"))
+    frame["defective"] = mismatch | low
+    return frame
+
+
+def detect_anomalies(scores_path, detector_test_scores_path, beta: float, class_names: list[str], out_parquet, out_report) -> None:
+    from .report import anomaly_markdown
+
+    frame = flag_anomalies(pd.read_parquet(scores_path), beta)
+    # the same rule applied to real held-out images: what beta means for this detector
+    real = flag_anomalies(pd.read_parquet(detector_test_scores_path), beta)
+    io.write_parquet(frame, out_parquet)
+    io.write_text(anomaly_markdown(frame, real, beta, class_names, Path(out_report).parent), out_report)
+    log.info("anomalies: %d of %d flagged (beta %.2f)", int(frame.defective.sum()), len(frame), beta)
+
+
+# --------------------------------------------------------------------------- 8. candidates
+def generate_candidates(anomalies_path, prototypes_path, label: int, generator_dir, detector_path, synthesis_cfg: dict, n_candidates: int, seed: int, out_dir) -> None:
+    """`n_candidates` new images per defective image of one class, from its prototype, scored."""
+    anomalies = pd.read_parquet(anomalies_path)
+    defective = anomalies[(anomalies.label == label) & anomalies.defective].sort_values("prototype_id")
+    prototypes = pd.read_parquet(prototypes_path).set_index(["label", "prototype_id"])
+    out_dir = Path(out_dir)
+    staging = _staging_dir(out_dir)
+    frames = []
+    if len(defective):
+        generator = _load_generator(generator_dir)
+        for item in tqdm(list(defective.itertuples(index=False)), desc=f"candidates class {label}", mininterval=5):
+            proto = prototypes.loc[(label, item.prototype_id)]
+            rows = pd.DataFrame(
+                {
+                    "source_image_id": item.image_id,
+                    "label": label,
+                    "prototype_id": item.prototype_id,
+                    "candidate_index": np.arange(n_candidates),
+                    # seeds disjoint from the initial image's (last key 0)
+                    "seed": [image_seed(seed, label, item.prototype_id, 1 + c) for c in range(n_candidates)],
+                    "latent": [proto.latent] * n_candidates,
+                    "latent_shape": [proto.latent_shape] * n_candidates,
+                }
+            )
+            images = _generate(generator, rows, {**synthesis_cfg, "batch_size": n_candidates})
+            names = [f"{item.image_id}-cand{c:02d}.png" for c in range(n_candidates)]
+            for image, name in zip(images, names):
+                io.write_png(image, staging / name)
+            rows["image_path"] = [str(out_dir / n) for n in names]
+            frames.append(rows.drop(columns=["latent", "latent_shape"]))
+    columns = ["source_image_id", "label", "prototype_id", "candidate_index", "seed", "image_path"]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    if len(table):
+        # score with the real paths resolved inside the staging folder
+        staged = table.assign(image_path=[str(staging / Path(p).name) for p in table.image_path])
+        scored = _score(detector_path, staged)
+        table = scored.assign(image_path=table.image_path.to_numpy())
+    else:
+        table = table.assign(predicted=pd.Series(dtype="int64"), p_target=pd.Series(dtype="float32"), feature=pd.Series(dtype=object))
+    io.write_parquet(table, staging / "manifest.parquet")
+    _publish_dir(staging, out_dir)
+    log.info("class %d: %d candidates for %d defective images", label, len(table), len(defective))
+
+
+# --------------------------------------------------------------------------- 9. sets
+def build_refined_set(anomalies_path, candidate_dirs, method: str, beta: float, top_k: int, out_path) -> None:
+    from .refine import refine_set
+
+    anomalies = pd.read_parquet(anomalies_path)
+    candidates = read_image_dirs(candidate_dirs)
+    result = refine_set(anomalies, candidates, method=method, beta=beta, top_k=top_k)
+    result["kind"] = "synthetic"
+    io.write_parquet(result, out_path)
+    log.info("%s: replaced %d of %d images", method, int((result.origin == "candidate").sum()), len(result))
+
+
+def select_random_subset(manifest_path, ipc: int, seed: int, out_path) -> None:
+    """A seeded random subset of `ipc` real train images per class (not the first files on disk)."""
+    train = _train_split(pd.read_parquet(manifest_path))
+    rng = np.random.default_rng(seed)
+    parts = []
+    for label, group in train.groupby("label", sort=True):
+        if len(group) < ipc:
+            raise data.DataError(f"class {group.class_name.iloc[0]!r} has {len(group)} train images, fewer than IPC {ipc}")
+        parts.append(group.iloc[np.sort(rng.choice(len(group), ipc, replace=False))])
+    subset = pd.concat(parts, ignore_index=True)
+    subset.insert(0, "method", "random")
+    subset["kind"] = "real"
+    io.write_parquet(subset, out_path)
+
+
+def load_set_images(set_frame: pd.DataFrame, source_cfg: dict, image_size: int) -> torch.Tensor:
+    if (set_frame.kind == "real").all():
+        return data.load_images(set_frame, source_cfg, image_size)
+    return load_png_images(set_frame.image_path, image_size)
+
+
+# --------------------------------------------------------------------------- 10. evaluation
+def evaluate(set_path, manifest_path, source_cfg: dict, image_size: int, model_name: str, eval_cfg: dict, seeds, out_path) -> None:
+    """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real test split."""
+    from .models import build_model
+    from .train import TrainConfig, accuracy, train_classifier
+
+    manifest = pd.read_parquet(manifest_path)
+    if str(set_path) == str(manifest_path):  # the full-data upper bound
+        set_frame = _train_split(manifest).assign(kind="real", method="full")
+    else:
+        set_frame = pd.read_parquet(set_path)
+    method = set_frame.method.iloc[0]
+    images = load_set_images(set_frame, source_cfg, image_size)
+    labels = torch.as_tensor(set_frame.label.to_numpy())
+    test = manifest[manifest.split == "test"]
+    test_images = data.load_images(test, source_cfg, image_size)
+    test_labels = torch.as_tensor(test.label.to_numpy())
+    num_classes = manifest.label.nunique()
+    device = pick_device()
+    rows = []
+    for seed in seeds:
+        cfg = TrainConfig.from_dict({**eval_cfg["train"], "seed": int(seed)})
+        if method == "full":
+            cfg.epochs = eval_cfg.get("full_epochs", cfg.epochs)
+        seed_everything(int(seed))
+        model = build_model(model_name, num_classes, image_size, eval_cfg.get("width", 64))
+        train_classifier(model, images, labels, cfg, device, desc=f"{method}/{model_name}/seed{seed}", log=log.info)
+        acc = accuracy(model, test_images, test_labels, device)
+        log.info("%s %s seed %d: test accuracy %.4f", method, model_name, seed, acc)
+        rows.append({"method": method, "model": model_name, "seed": int(seed), "train_images": len(set_frame), "epochs": cfg.epochs, "test_accuracy": acc})
+    io.write_parquet(pd.DataFrame(rows), out_path)
+
+
+# --------------------------------------------------------------------------- 11. label consistency
+def label_consistency(judge_path, set_paths, out_csv, low_threshold: float = 0.7) -> None:
+    """A judge (another architecture and seed than the detector) scores each synthetic set."""
+    rows = []
+    for path in sorted(map(str, set_paths)):
+        frame = _score(judge_path, pd.read_parquet(path))
+        rows.append(
+            {
+                "method": frame.method.iloc[0],
+                "images": len(frame),
+                "judge_wrong_label_pct": 100 * float((frame.predicted != frame.label).mean()),
+                f"judge_target_softmax_below_{low_threshold}_pct": 100 * float((frame.p_target < low_threshold).mean()),
+                "judge_mean_target_softmax": float(frame.p_target.mean()),
+                "replaced_images": int((frame.origin == "candidate").sum()),
+            }
+        )
+    io.write_csv(pd.DataFrame(rows), out_csv)
+
+
+# --------------------------------------------------------------------------- 12. tables
+def aggregate(eval_paths, out_csv, out_summary) -> None:
+    table = pd.concat([pd.read_parquet(p) for p in sorted(map(str, eval_paths))], ignore_index=True)
+    table["test_accuracy_pct"] = 100 * table.test_accuracy
+    table = table.sort_values(["model", "method", "seed"]).reset_index(drop=True)
+    io.write_csv(table, out_csv)
+    summary = (
+        table.groupby(["model", "method"], sort=True)
+        .test_accuracy_pct.agg(mean="mean", std="std", seeds="count")
+        .reset_index()
+        .round({"mean": 2, "std": 2})
+    )
+    io.write_csv(summary, out_summary)

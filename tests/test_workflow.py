@@ -1,0 +1,162 @@
+"""The real workflow through Snakemake on tiny digits data; assertions on the artifacts."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import snakemake
+
+IPC = 2
+CLASSES = 3
+METHODS = ["random", "d4m", "conf", "sim", "conf_sim"]
+MODELS = ["convnet", "resnetap10", "resnet18"]
+SEEDS = [0, 1]
+
+
+def results(workdir):
+    return workdir / "results" / "tiny"
+
+
+def test_manifest_and_split(tiny_run):
+    manifest = pd.read_parquet(results(tiny_run) / "data" / "manifest.parquet")
+    assert set(manifest.split) == {"train", "test"}
+    assert sorted(manifest.label.unique()) == [0, 1, 2]
+    assert sorted(manifest.class_name.unique()) == ["0", "1", "2"]
+    # the same config gives the same split
+    test_share = (manifest.split == "test").mean()
+    assert 0.15 < test_share < 0.25
+
+
+def test_test_split_never_reaches_latents_prototypes_or_classifiers(tiny_run):
+    manifest = pd.read_parquet(results(tiny_run) / "data" / "manifest.parquet")
+    train_ids = set(manifest.loc[manifest.split == "train", "image_id"])
+    latents = pd.read_parquet(results(tiny_run) / "latents.parquet")
+    assert set(latents.image_id) == train_ids
+    for role in ["detector", "judge"]:
+        metrics = json.loads((results(tiny_run) / "classifiers" / role / "metrics.json").read_text())
+        assert metrics["train_images"] == len(train_ids)
+        assert metrics["test_images"] == len(manifest) - len(train_ids)
+        assert 0 <= metrics["test_accuracy"] <= 1
+    generator = json.loads((results(tiny_run) / "generator" / "generator.json").read_text())
+    assert generator["backend"] == "embedded"
+
+
+def test_prototypes_exactly_ipc_per_class(tiny_run):
+    prototypes = pd.read_parquet(results(tiny_run) / "ipc2" / "prototypes.parquet")
+    assert prototypes.groupby("label").size().tolist() == [IPC] * CLASSES
+    assert prototypes.cluster_size.sum() == len(pd.read_parquet(results(tiny_run) / "latents.parquet"))
+
+
+def test_initial_set_images_and_manifest(tiny_run):
+    for label in range(CLASSES):
+        folder = results(tiny_run) / "ipc2" / "initial" / f"class{label}"
+        manifest = pd.read_parquet(folder / "manifest.parquet")
+        assert len(manifest) == IPC and (manifest.label == label).all()
+        assert manifest.seed.nunique() == IPC
+        for path in manifest.image_path:
+            with Image.open(tiny_run / path) as image:
+                assert image.size == (32, 32)
+
+
+def test_anomaly_report(tiny_run):
+    anomalies = pd.read_parquet(results(tiny_run) / "ipc2" / "anomalies.parquet")
+    assert len(anomalies) == IPC * CLASSES
+    assert set(anomalies.reason) <= {"label_mismatch", "low_confidence", "normal"}
+    beta = 0.97
+    expected = (anomalies.predicted != anomalies.label) | (anomalies.p_target < beta)
+    assert (anomalies.defective == expected).all()
+    assert ((anomalies.reason == "label_mismatch") == (anomalies.predicted != anomalies.label)).all()
+    assert anomalies.defective.any(), "the tiny config is meant to flag images"
+    report = (results(tiny_run) / "ipc2" / "anomalies.md").read_text()
+    assert f"{int(anomalies.defective.sum())} flagged" in report
+
+
+def test_candidates_for_every_defective_image(tiny_run):
+    anomalies = pd.read_parquet(results(tiny_run) / "ipc2" / "anomalies.parquet")
+    frames = [pd.read_parquet(results(tiny_run) / "ipc2" / "candidates" / f"class{c}" / "manifest.parquet") for c in range(CLASSES)]
+    candidates = pd.concat(frames)
+    assert set(candidates.source_image_id) == set(anomalies.loc[anomalies.defective, "image_id"])
+    assert (candidates.groupby("source_image_id").size() == 3).all()
+    assert candidates.p_target.between(0, 1).all()
+    assert all(len(f) == len(candidates.feature.iloc[0]) for f in candidates.feature)
+
+
+def test_sets_keep_ipc_per_class(tiny_run):
+    anomalies = pd.read_parquet(results(tiny_run) / "ipc2" / "anomalies.parquet")
+    for method in METHODS:
+        subset = pd.read_parquet(results(tiny_run) / "ipc2" / "sets" / f"{method}.parquet")
+        assert subset.groupby("label").size().tolist() == [IPC] * CLASSES, method
+    d4m = pd.read_parquet(results(tiny_run) / "ipc2" / "sets" / "d4m.parquet")
+    assert (d4m.origin == "initial").all()
+    ours = pd.read_parquet(results(tiny_run) / "ipc2" / "sets" / "conf_sim.parquet")
+    replaced = set(ours.loc[ours.origin == "candidate", "replaced_image_id"])
+    assert replaced == set(anomalies.loc[anomalies.defective, "image_id"])
+    random_subset = pd.read_parquet(results(tiny_run) / "ipc2" / "sets" / "random.parquet")
+    assert (random_subset.split == "train").all()
+
+
+def test_accuracy_table_and_summary(tiny_run):
+    table = pd.read_csv(tiny_run / "results" / "tiny_ipc2.csv")
+    assert len(table) == (len(METHODS) + 1) * len(MODELS) * len(SEEDS)
+    assert set(table.method) == set(METHODS) | {"full"}
+    assert set(table.model) == set(MODELS)
+    assert table.test_accuracy.between(0, 1).all()
+    summary = pd.read_csv(tiny_run / "results" / "tiny_ipc2_summary.csv")
+    assert len(summary) == (len(METHODS) + 1) * len(MODELS)
+    assert (summary.seeds == len(SEEDS)).all()
+    consistency = pd.read_csv(tiny_run / "results" / "tiny_ipc2_consistency.csv")
+    assert sorted(consistency.method) == sorted(["d4m", "conf", "sim", "conf_sim"])
+
+
+def test_logs_and_benchmarks(tiny_run):
+    assert any((tiny_run / "logs" / "train_generator").iterdir())
+    assert (tiny_run / "benchmarks" / "train_classifier" / "tiny_detector.tsv").exists()
+
+
+def _planned_jobs(workdir, configfile):
+    out = snakemake(workdir, "results/tiny_ipc2.csv", "-n", "--configfile", configfile).stdout
+    stats = out[out.index("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
+def _with_refinement(workdir, **changes):
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["datasets"]["tiny"]["refinement"].update(changes)
+    path = workdir / "changed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return "changed.yaml"
+
+
+UPSTREAM = {"prepare_data", "train_generator", "encode_latents", "compute_prototypes", "synthesize_initial", "train_classifier", "score_initial", "evaluate_full", "select_random_subset"}
+
+
+def test_nothing_to_do_after_a_run(tiny_run):
+    out = snakemake(tiny_run, "results/tiny_ipc2.csv", "-n", "--configfile", "tiny.yaml").stdout
+    assert "Nothing to be done" in out
+
+
+def test_reordering_config_keys_reruns_nothing(tiny_run):
+    configfile = _with_refinement(tiny_run)  # same values, keys written in sorted order
+    out = snakemake(tiny_run, "results/tiny_ipc2.csv", "-n", "--configfile", configfile).stdout
+    assert "Nothing to be done" in out
+
+
+def test_changing_beta_reruns_only_downstream_jobs(tiny_run):
+    jobs = _planned_jobs(tiny_run, _with_refinement(tiny_run, beta=0.5))
+    assert not UPSTREAM & set(jobs), jobs
+    assert jobs["detect_anomalies"] == 1
+    assert jobs["generate_candidates"] == CLASSES
+    assert jobs["build_refined_set"] == 4
+    assert jobs["evaluate"] == 4 * len(MODELS)  # the random subset's evaluations stay
+    assert jobs["aggregate_results"] == 1
+
+
+def test_changing_top_k_reruns_only_conf_sim(tiny_run):
+    jobs = _planned_jobs(tiny_run, _with_refinement(tiny_run, top_k=1))
+    assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "aggregate_results"}, jobs
+    assert jobs["build_refined_set"] == 1
+    assert jobs["evaluate"] == len(MODELS)

@@ -1,0 +1,18 @@
+rule detect_anomalies:
+    input:
+        scores="results/{dataset}/ipc{ipc}/initial_scores.parquet",
+        manifest="results/{dataset}/data/manifest.parquet",
+        detector_test_scores="results/{dataset}/classifiers/detector/test_scores.parquet",
+    output:
+        anomalies="results/{dataset}/ipc{ipc}/anomalies.parquet",
+        report=report(
+            "results/{dataset}/ipc{ipc}/anomalies.md",
+            caption="../report/anomalies.rst",
+            category="Anomaly report",
+        ),
+    params:
+        beta=get_beta,
+    log:
+        "logs/detect_anomalies/{dataset}_ipc{ipc}.log",
+    script:
+        "../scripts/detect_anomalies.py"

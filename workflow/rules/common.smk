@@ -1,0 +1,152 @@
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../../config/schema.yaml")
+
+
+wildcard_constraints:
+    dataset="[a-z][a-z0-9_]*",
+    ipc="[0-9]+",
+    label="[0-9]+",
+    method="|".join(["d4m", "conf", "sim", "conf_sim", "random"]),
+    role="detector|judge",
+
+
+SYNTHETIC_METHODS = ["d4m", "conf", "sim", "conf_sim"]
+EVAL_METHODS = ["random"] + SYNTHETIC_METHODS
+
+
+def dataset_config(wildcards):
+    try:
+        return config["datasets"][wildcards.dataset]
+    except KeyError:
+        raise ValueError(
+            f"dataset {wildcards.dataset!r} is not configured: add it under `datasets:` in "
+            f"config/config.yaml (configured: {sorted(config['datasets'])})"
+        )
+
+
+def canonical(value):
+    """Mappings with sorted keys, recursively: Snakemake compares params as stored, so reordering
+    keys in a YAML file must not look like a change and re-run jobs."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+def get_source(wildcards):
+    return canonical(dataset_config(wildcards)["source"])
+
+
+def get_image_size(wildcards):
+    return dataset_config(wildcards)["image_size"]
+
+
+def get_num_classes(wildcards):
+    """Known before any job runs, so per-class jobs can be listed: the `source.classes` subset, else `num_classes`."""
+    classes = get_source(wildcards).get("classes")
+    return len(classes) if classes else dataset_config(wildcards)["num_classes"]
+
+
+def get_labels(wildcards):
+    return list(range(get_num_classes(wildcards)))
+
+
+def get_generator(wildcards):
+    """The shipped/pretrained weights folder when configured, else the one the workflow trains."""
+    shipped = dataset_config(wildcards)["generator"].get("checkpoint")
+    if not shipped:
+        return f"results/{wildcards.dataset}/generator"
+    if not Path(shipped, "generator.json").is_file():
+        raise ValueError(
+            f"generator checkpoint folder {shipped!r} (datasets.{wildcards.dataset}.generator.checkpoint) "
+            "has no generator.json: restore it from the repository (git checkout -- resources/), "
+            "or set the key to null to train the generator in the run"
+        )
+    return shipped
+
+
+def get_initial_dirs(wildcards):
+    return expand(
+        "results/{dataset}/ipc{ipc}/initial/class{label}",
+        dataset=wildcards.dataset,
+        ipc=wildcards.ipc,
+        label=get_labels(wildcards),
+    )
+
+
+def get_candidate_dirs(wildcards):
+    return expand(
+        "results/{dataset}/ipc{ipc}/candidates/class{label}",
+        dataset=wildcards.dataset,
+        ipc=wildcards.ipc,
+        label=get_labels(wildcards),
+    )
+
+
+def get_synthetic_sets(wildcards):
+    return expand(
+        "results/{dataset}/ipc{ipc}/sets/{method}.parquet",
+        dataset=wildcards.dataset,
+        ipc=wildcards.ipc,
+        method=SYNTHETIC_METHODS,
+    )
+
+
+def get_eval_tables(wildcards):
+    models = dataset_config(wildcards)["evaluation"]["models"]
+    return expand(
+        "results/{dataset}/ipc{ipc}/eval/{method}/{model}.parquet",
+        dataset=wildcards.dataset,
+        ipc=wildcards.ipc,
+        method=EVAL_METHODS,
+        model=models,
+    ) + expand(
+        "results/{dataset}/eval_full/{model}.parquet",
+        dataset=wildcards.dataset,
+        model=models,
+    )
+
+
+def get_classifier_config(wildcards):
+    return canonical(dataset_config(wildcards)[wildcards.role])
+
+
+def get_section(name):
+    """An input function returning one section of the dataset's config (keeps params narrow, so
+    changing one section re-runs only the rules that read it)."""
+
+    def section(wildcards):
+        return canonical(dataset_config(wildcards)[name])
+
+    section.__name__ = f"get_{name}_config"
+    return section
+
+
+get_generator_config = get_section("generator")
+get_synthesis_config = get_section("synthesis")
+get_prototype_config = get_section("prototypes")
+get_evaluation_config = get_section("evaluation")
+
+
+def get_beta(wildcards):
+    return dataset_config(wildcards)["refinement"]["beta"]
+
+
+def get_top_k(wildcards):
+    """Only conf_sim uses top-k: the other sets must not re-run when it changes."""
+    if wildcards.method != "conf_sim":
+        return None
+    return dataset_config(wildcards)["refinement"]["top_k"]
+
+
+def get_n_candidates(wildcards):
+    return dataset_config(wildcards)["refinement"]["n_candidates"]
+
+
+def get_eval_image_size(wildcards):
+    return get_evaluation_config(wildcards).get("image_size") or get_image_size(wildcards)

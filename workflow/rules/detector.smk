@@ -1,0 +1,35 @@
+# The detector flags synthetic images; the judge (another architecture and seed) only measures
+# label consistency, so refinement is never graded by the model that drove it.
+rule train_classifier:
+    input:
+        manifest="results/{dataset}/data/manifest.parquet",
+    output:
+        model="results/{dataset}/classifiers/{role}/model.safetensors",
+        metrics="results/{dataset}/classifiers/{role}/metrics.json",
+        test_scores="results/{dataset}/classifiers/{role}/test_scores.parquet",
+    params:
+        source=get_source,
+        image_size=get_image_size,
+        classifier=get_classifier_config,
+    resources:
+        gpu=1,
+    log:
+        "logs/train_classifier/{dataset}_{role}.log",
+    benchmark:
+        "benchmarks/train_classifier/{dataset}_{role}.tsv"
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule score_initial:
+    input:
+        initial=get_initial_dirs,
+        detector="results/{dataset}/classifiers/detector/model.safetensors",
+    output:
+        scores="results/{dataset}/ipc{ipc}/initial_scores.parquet",
+    resources:
+        gpu=1,
+    log:
+        "logs/score_initial/{dataset}_ipc{ipc}.log",
+    script:
+        "../scripts/score_initial.py"

@@ -1,0 +1,71 @@
+rule evaluate:
+    input:
+        subset="results/{dataset}/ipc{ipc}/sets/{method}.parquet",
+        manifest="results/{dataset}/data/manifest.parquet",
+    output:
+        scores="results/{dataset}/ipc{ipc}/eval/{method}/{model}.parquet",
+    params:
+        source=get_source,
+        image_size=get_eval_image_size,
+        evaluation=get_evaluation_config,
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        "logs/evaluate/{dataset}_ipc{ipc}_{method}_{model}.log",
+    benchmark:
+        "benchmarks/evaluate/{dataset}_ipc{ipc}_{method}_{model}.tsv"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule evaluate_full:
+    input:
+        subset="results/{dataset}/data/manifest.parquet",
+        manifest="results/{dataset}/data/manifest.parquet",
+    output:
+        scores="results/{dataset}/eval_full/{model}.parquet",
+    params:
+        source=get_source,
+        image_size=get_eval_image_size,
+        evaluation=get_evaluation_config,
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        "logs/evaluate_full/{dataset}_{model}.log",
+    benchmark:
+        "benchmarks/evaluate_full/{dataset}_{model}.tsv"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule label_consistency:
+    input:
+        judge="results/{dataset}/classifiers/judge/model.safetensors",
+        sets=get_synthetic_sets,
+    output:
+        consistency="results/{dataset}_ipc{ipc}_consistency.csv",
+    resources:
+        gpu=1,
+    log:
+        "logs/label_consistency/{dataset}_ipc{ipc}.log",
+    script:
+        "../scripts/label_consistency.py"
+
+
+rule aggregate_results:
+    input:
+        tables=get_eval_tables,
+        consistency="results/{dataset}_ipc{ipc}_consistency.csv",
+    output:
+        table=report(
+            "results/{dataset}_ipc{ipc}.csv",
+            caption="../report/accuracy.rst",
+            category="Accuracy",
+        ),
+        summary="results/{dataset}_ipc{ipc}_summary.csv",
+    log:
+        "logs/aggregate_results/{dataset}_ipc{ipc}.log",
+    script:
+        "../scripts/aggregate_results.py"

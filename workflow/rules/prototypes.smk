@@ -1,0 +1,14 @@
+rule compute_prototypes:
+    input:
+        latents="results/{dataset}/latents.parquet",
+    output:
+        prototypes="results/{dataset}/ipc{ipc}/prototypes.parquet",
+    params:
+        seed=config["seed"],
+        prototypes=get_prototype_config,
+    log:
+        "logs/compute_prototypes/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/compute_prototypes/{dataset}_ipc{ipc}.tsv"
+    script:
+        "../scripts/compute_prototypes.py"

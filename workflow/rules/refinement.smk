@@ -1,0 +1,15 @@
+rule build_refined_set:
+    input:
+        anomalies="results/{dataset}/ipc{ipc}/anomalies.parquet",
+        candidates=get_candidate_dirs,
+    output:
+        refined="results/{dataset}/ipc{ipc}/sets/{method}.parquet",
+    wildcard_constraints:
+        method="d4m|conf|sim|conf_sim",
+    params:
+        beta=get_beta,
+        top_k=get_top_k,
+    log:
+        "logs/build_refined_set/{dataset}_ipc{ipc}_{method}.log",
+    script:
+        "../scripts/build_refined_set.py"

@@ -1,0 +1,12 @@
+from detdistill.stages import build_refined_set
+from detdistill.workflow import setup
+
+setup(snakemake)
+build_refined_set(
+    snakemake.input.anomalies,
+    snakemake.input.candidates,
+    snakemake.wildcards.method,
+    snakemake.params.beta,
+    snakemake.params.top_k,
+    snakemake.output.refined,
+)

@@ -1,0 +1,15 @@
+from detdistill.stages import generate_candidates
+from detdistill.workflow import setup
+
+setup(snakemake)
+generate_candidates(
+    snakemake.input.anomalies,
+    snakemake.input.prototypes,
+    int(snakemake.wildcards.label),
+    snakemake.input.generator,
+    snakemake.input.detector,
+    snakemake.params.synthesis,
+    snakemake.params.n_candidates,
+    snakemake.params.seed,
+    snakemake.output.candidates,
+)

@@ -1,0 +1,12 @@
+from detdistill.stages import synthesize_initial
+from detdistill.workflow import setup
+
+setup(snakemake)
+synthesize_initial(
+    snakemake.input.prototypes,
+    int(snakemake.wildcards.label),
+    snakemake.input.generator,
+    snakemake.params.synthesis,
+    snakemake.params.seed,
+    snakemake.output.images,
+)
