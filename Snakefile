@@ -4,6 +4,9 @@ min_version("9.0")
 
 
 configfile: "config/config.yaml"
+configfile: "config/imagenette.yaml"
+configfile: "config/imagewoof.yaml"
+configfile: "config/cifar10.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -61,7 +61,7 @@ def load_digits_images(indices, image_size: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- image folders
 def _class_dirs(split_dir: Path, class_names: list[str] | None) -> list[str]:
     if not split_dir.is_dir():
-        raise DataError(f"dataset folder {split_dir} does not exist: set the dataset's `root` key to the folder holding train/ and test/")
+        raise DataError(f"dataset folder {split_dir} does not exist: set the dataset's `source.root` (and `source.splits`) to the folder holding the split folders")
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if class_names is None:
         return found
@@ -147,6 +147,12 @@ def imagenette2_manifest(source_cfg: dict) -> pd.DataFrame:
     if not (root / "train").is_dir() and source_cfg.get("download"):
         _download_imagenette(root)
     folders, names = read_class_table(source_cfg["classes_file"])
+    if source_cfg.get("classes"):  # a subset, by wnid or human name, in the order given
+        by_key = {**dict(zip(folders, zip(folders, names))), **dict(zip(names, zip(folders, names)))}
+        unknown = [c for c in source_cfg["classes"] if c not in by_key]
+        if unknown:
+            raise DataError(f"`source.classes` {unknown} are not in {source_cfg['classes_file']}")
+        folders, names = map(list, zip(*(by_key[c] for c in source_cfg["classes"])))
     return imagefolder_manifest(root, source_cfg.get("splits", {"train": "train", "test": "val"}), folders, names)
 
 
@@ -218,7 +224,7 @@ def build_manifest(source_cfg: dict, seed: int) -> pd.DataFrame:
         )
     else:
         raise DataError(f"unknown dataset source kind {kind!r} (config key `source.kind`)")
-    if source_cfg.get("classes") and kind not in ("imagefolder",):
+    if source_cfg.get("classes") and kind not in ("imagefolder", "imagenette2"):  # those filter while listing
         manifest = select_classes(manifest, [str(c) for c in source_cfg["classes"]])
     _check_manifest(manifest)
     return manifest

@@ -37,15 +37,26 @@ def prepare_data(source_cfg: dict, seed: int, out_manifest) -> None:
 
 
 # --------------------------------------------------------------------------- 2. generator
-def train_generator(manifest_path, source_cfg: dict, image_size: int, generator_cfg: dict, out_dir) -> None:
+def prepare_generator(manifest_path, source_cfg: dict, image_size: int, generator_cfg: dict, out_dir) -> None:
+    """embedded: train the small LDM on the train split. sd15: point at local Stable Diffusion
+    weights (checked offline) and write the prompt settings."""
+    manifest = _train_split(pd.read_parquet(manifest_path))
+    backend = generator_cfg["backend"]
+    if backend == "sd15":
+        from .generators.sd15 import write_generator_spec
+
+        write_generator_spec(
+            out_dir,
+            model=generator_cfg["model"],
+            class_names=data.class_names(manifest),
+            prompt_template=generator_cfg.get("prompt_template", "a photo of a {name}"),
+            negative_prompt=generator_cfg.get("negative_prompt"),
+            image_size=image_size,
+            scheduler=generator_cfg.get("scheduler"),
+        )
+        return
     from .generators.embedded import train_embedded_generator
 
-    if generator_cfg["backend"] != "embedded":
-        raise ValueError(
-            f"backend {generator_cfg['backend']!r} is not trained by the workflow: set `generator.checkpoint` "
-            "to its weights folder"
-        )
-    manifest = _train_split(pd.read_parquet(manifest_path))
     images = data.load_images(manifest, source_cfg, image_size)
     labels = torch.as_tensor(manifest.label.to_numpy())
     train_embedded_generator(
@@ -324,35 +335,52 @@ def load_set_images(set_frame: pd.DataFrame, source_cfg: dict, image_size: int) 
 
 
 # --------------------------------------------------------------------------- 10. evaluation
-def evaluate(set_path, manifest_path, source_cfg: dict, image_size: int, model_name: str, eval_cfg: dict, seeds, out_path) -> None:
-    """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real test split."""
+def epochs_for(eval_cfg: dict, ipc: int | None) -> int:
+    """Minimax-style epochs by IPC: `epochs_by_ipc` is a list of [max IPC, epochs] pairs, the first
+    pair whose max IPC >= IPC applies (else the last), times `epoch_scale`. The full-data run uses
+    `full_epochs`. Without a table, `train.epochs`."""
+    if ipc is None:
+        return int(eval_cfg.get("full_epochs") or eval_cfg["train"]["epochs"])
+    table = sorted(eval_cfg.get("epochs_by_ipc") or [])
+    if not table:
+        return int(eval_cfg["train"]["epochs"])
+    epochs = next((e for max_ipc, e in table if ipc <= max_ipc), table[-1][1])
+    return max(1, round(epochs * eval_cfg.get("epoch_scale", 1.0)))
+
+
+def evaluate(set_path, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, ipc: int | None, out_path) -> None:
+    """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real
+    test split. Images are loaded at `load_size`; training crops (RandomResizedCrop) and the test
+    centre crop are `image_size` (Minimax: 256 -> 224)."""
     from .models import build_model
     from .train import TrainConfig, accuracy, train_classifier
+    from torchvision.transforms.v2 import functional as TF
 
+    crop_size = eval_cfg["image_size"]
+    load_size = eval_cfg.get("load_size") or crop_size
     manifest = pd.read_parquet(manifest_path)
-    if str(set_path) == str(manifest_path):  # the full-data upper bound
+    if ipc is None:  # the full-data upper bound
         set_frame = _train_split(manifest).assign(kind="real", method="full")
     else:
         set_frame = pd.read_parquet(set_path)
     method = set_frame.method.iloc[0]
-    images = load_set_images(set_frame, source_cfg, image_size)
+    images = load_set_images(set_frame, source_cfg, load_size)
     labels = torch.as_tensor(set_frame.label.to_numpy())
     test = manifest[manifest.split == "test"]
-    test_images = data.load_images(test, source_cfg, image_size)
+    test_images = TF.center_crop(data.load_images(test, source_cfg, load_size), [crop_size, crop_size])
     test_labels = torch.as_tensor(test.label.to_numpy())
     num_classes = manifest.label.nunique()
     device = pick_device()
+    epochs = epochs_for(eval_cfg, ipc)
     rows = []
-    for seed in seeds:
-        cfg = TrainConfig.from_dict({**eval_cfg["train"], "seed": int(seed)})
-        if method == "full":
-            cfg.epochs = eval_cfg.get("full_epochs", cfg.epochs)
+    for seed in eval_cfg["seeds"]:
+        cfg = TrainConfig.from_dict({**eval_cfg["train"], "seed": int(seed), "epochs": epochs, "crop_size": crop_size})
         seed_everything(int(seed))
-        model = build_model(model_name, num_classes, image_size, eval_cfg.get("width", 64))
+        model = build_model(model_name, num_classes, crop_size, eval_cfg.get("width", 64))
         train_classifier(model, images, labels, cfg, device, desc=f"{method}/{model_name}/seed{seed}", log=log.info)
         acc = accuracy(model, test_images, test_labels, device)
-        log.info("%s %s seed %d: test accuracy %.4f", method, model_name, seed, acc)
-        rows.append({"method": method, "model": model_name, "seed": int(seed), "train_images": len(set_frame), "epochs": cfg.epochs, "test_accuracy": acc})
+        log.info("%s %s seed %d: final-epoch test accuracy %.4f", method, model_name, seed, acc)
+        rows.append({"method": method, "model": model_name, "seed": int(seed), "train_images": len(set_frame), "epochs": epochs, "test_accuracy": acc})
     io.write_parquet(pd.DataFrame(rows), out_path)
 
 

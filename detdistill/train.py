@@ -31,6 +31,8 @@ class TrainConfig:
     cutmix_alpha: float = 1.0  # 0 disables; lambda ~ Beta(alpha, alpha)
     cutmix_prob: float = 1.0  # probability that a batch gets CutMix
     crop_scale: tuple[float, float] | None = (0.5, 1.0)  # RandomResizedCrop scale; None/False/[] disables
+    crop_size: int | None = None  # RandomResizedCrop output size (Minimax: 224 from 256); None keeps the input size
+    color_jitter: float = 0.0  # ColorJitter brightness/contrast/saturation (Minimax: 0.4); 0 disables
     flip: bool = True  # horizontal flip (False for digits)
     seed: int = 0
 
@@ -83,8 +85,13 @@ def _make_augment(image_size: int, cfg: TrainConfig):
     from torchvision.transforms import v2
 
     steps = []
+    out_size = cfg.crop_size or image_size
     if cfg.crop_scale:
-        steps.append(v2.RandomResizedCrop(image_size, scale=cfg.crop_scale, antialias=True))
+        steps.append(v2.RandomResizedCrop(out_size, scale=cfg.crop_scale, antialias=True))
+    elif out_size != image_size:
+        steps.append(v2.CenterCrop(out_size))
+    if cfg.color_jitter:
+        steps.append(v2.ColorJitter(cfg.color_jitter, cfg.color_jitter, cfg.color_jitter))
     if cfg.flip:
         steps.append(v2.RandomHorizontalFlip())
     if not steps:

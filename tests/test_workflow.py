@@ -113,7 +113,7 @@ def test_accuracy_table_and_summary(tiny_run):
 
 
 def test_logs_and_benchmarks(tiny_run):
-    assert any((tiny_run / "logs" / "train_generator").iterdir())
+    assert any((tiny_run / "logs" / "prepare_generator").iterdir())
     assert (tiny_run / "benchmarks" / "train_classifier" / "tiny_detector.tsv").exists()
 
 
@@ -131,7 +131,7 @@ def _with_refinement(workdir, **changes):
     return "changed.yaml"
 
 
-UPSTREAM = {"prepare_data", "train_generator", "encode_latents", "compute_prototypes", "synthesize_initial", "train_classifier", "score_initial", "evaluate_full", "select_random_subset"}
+UPSTREAM = {"prepare_data", "prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial", "train_classifier", "score_initial", "evaluate_full", "select_random_subset"}
 
 
 def test_nothing_to_do_after_a_run(tiny_run):

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
@@ -57,8 +58,11 @@ def get_labels(wildcards):
 
 
 def get_generator(wildcards):
-    """The shipped/pretrained weights folder when configured, else the one the workflow trains."""
-    shipped = dataset_config(wildcards)["generator"].get("checkpoint")
+    """The shipped/pretrained weights folder when configured, else the one the workflow prepares."""
+    generator = dataset_config(wildcards)["generator"]
+    if generator["backend"] == "sd15":
+        check_sd_weights(generator["model"])
+    shipped = generator.get("checkpoint")
     if not shipped:
         return f"results/{wildcards.dataset}/generator"
     if not Path(shipped, "generator.json").is_file():
@@ -68,6 +72,21 @@ def get_generator(wildcards):
             "or set the key to null to train the generator in the run"
         )
     return shipped
+
+
+_checked_weights = {}
+
+
+def check_sd_weights(model):
+    """Fail while the DAG is built, before any job starts, when Stable Diffusion weights are missing."""
+    if model not in _checked_weights:
+        from detdistill.generators.sd15 import MissingWeightsError, resolve_weights
+
+        try:
+            _checked_weights[model] = resolve_weights(model)
+        except MissingWeightsError as error:
+            raise WorkflowError(str(error))
+    return _checked_weights[model]
 
 
 def get_initial_dirs(wildcards):
@@ -146,7 +165,3 @@ def get_top_k(wildcards):
 
 def get_n_candidates(wildcards):
     return dataset_config(wildcards)["refinement"]["n_candidates"]
-
-
-def get_eval_image_size(wildcards):
-    return get_evaluation_config(wildcards).get("image_size") or get_image_size(wildcards)

@@ -6,7 +6,6 @@ rule evaluate:
         scores="results/{dataset}/ipc{ipc}/eval/{method}/{model}.parquet",
     params:
         source=get_source,
-        image_size=get_eval_image_size,
         evaluation=get_evaluation_config,
     threads: 1
     resources:
@@ -27,7 +26,6 @@ rule evaluate_full:
         scores="results/{dataset}/eval_full/{model}.parquet",
     params:
         source=get_source,
-        image_size=get_eval_image_size,
         evaluation=get_evaluation_config,
     threads: 1
     resources:

@@ -1,4 +1,6 @@
-rule train_generator:
+# embedded backend: trains the small latent diffusion model; sd15: records where the local Stable
+# Diffusion weights are (checked offline) and the prompt settings.
+rule prepare_generator:
     input:
         manifest="results/{dataset}/data/manifest.parquet",
     output:
@@ -10,11 +12,11 @@ rule train_generator:
     resources:
         gpu=1,
     log:
-        "logs/train_generator/{dataset}.log",
+        "logs/prepare_generator/{dataset}.log",
     benchmark:
-        "benchmarks/train_generator/{dataset}.tsv"
+        "benchmarks/prepare_generator/{dataset}.tsv"
     script:
-        "../scripts/train_generator.py"
+        "../scripts/prepare_generator.py"
 
 
 rule encode_latents:

@@ -6,9 +6,8 @@ evaluate(
     snakemake.input.subset,
     snakemake.input.manifest,
     snakemake.params.source,
-    snakemake.params.image_size,
     snakemake.wildcards.model,
     snakemake.params.evaluation,
-    snakemake.params.evaluation["seeds"],
+    int(snakemake.wildcards.ipc) if "ipc" in snakemake.wildcards.keys() else None,
     snakemake.output.scores,
 )

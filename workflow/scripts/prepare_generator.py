@@ -1,8 +1,8 @@
-from detdistill.stages import train_generator
+from detdistill.stages import prepare_generator
 from detdistill.workflow import setup
 
 setup(snakemake)
-train_generator(
+prepare_generator(
     snakemake.input.manifest,
     snakemake.params.source,
     snakemake.params.image_size,

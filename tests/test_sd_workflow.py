@@ -1,0 +1,100 @@
+"""The paper's ImageNette target, `results/imagenette_ipc10.csv`, through Snakemake with the sd15
+backend: a tiny SD-shaped model saved like stable-diffusion-v1-5 and a tiny imagenette2 folder."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import copy_workflow, snakemake
+from sd_fixtures import IMAGE_SIZE, make_tiny_sd
+
+CLASSES = ["n01440764", "n03028079", "n03888605"]  # tench, church, parachute
+TRAIN_PER_CLASS, VAL_PER_CLASS, IPC = 12, 4, 10
+
+
+def make_imagenette2(root):
+    """root/{train,val}/<wnid>/*.JPEG with a class-specific colour, varied size and noise."""
+    rng = np.random.default_rng(0)
+    for split, count in [("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)]:
+        for label, wnid in enumerate(CLASSES):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                h, w = rng.integers(40, 64, size=2)
+                base = np.zeros((h, w, 3)) + 60
+                base[..., label] = 200
+                pixels = np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{i:04d}.JPEG", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sd_run(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("sd"))
+    model = make_tiny_sd(workdir / "tiny-sd15")
+    make_imagenette2(workdir / "data" / "imagenette2")
+    small_train = {"epochs": 1, "batch_size": 16}
+    overrides = {
+        "datasets": {
+            "imagenette": {
+                "source": {"classes": CLASSES},
+                "image_size": IMAGE_SIZE,
+                "generator": {"model": str(model)},
+                "synthesis": {"steps": 4, "batch_size": 20},
+                "refinement": {"n_candidates": 3},
+                "detector": {"train": small_train},
+                "judge": {"width": 8, "train": small_train},
+                "evaluation": {
+                    "seeds": [0],
+                    "image_size": 16,
+                    "load_size": 20,
+                    "width": 8,
+                    "epoch_scale": 0.001,  # 2000 epochs at IPC 10 -> 2
+                    "full_epochs": 1,
+                },
+            }
+        }
+    }
+    (workdir / "sd.yaml").write_text(yaml.safe_dump(overrides))
+    snakemake(workdir, "results/imagenette_ipc10.csv", "--configfile", "sd.yaml")
+    return workdir
+
+
+def test_generator_spec_points_at_local_weights(sd_run):
+    spec = json.loads((sd_run / "results" / "imagenette" / "generator" / "generator.json").read_text())
+    assert spec["backend"] == "sd15"
+    assert spec["class_names"] == ["tench", "church", "parachute"]
+    assert spec["weights"].endswith("tiny-sd15")
+    assert spec["negative_prompt"] == "cartoon, anime, painting"
+
+
+def test_prototypes_and_images_from_sd_vae(sd_run):
+    base = sd_run / "results" / "imagenette"
+    prototypes = pd.read_parquet(base / "ipc10" / "prototypes.parquet")
+    assert prototypes.groupby("label").size().tolist() == [IPC] * 3
+    assert list(prototypes.latent_shape.iloc[0]) == [4, IMAGE_SIZE // 4, IMAGE_SIZE // 4]
+    initial = pd.read_parquet(base / "ipc10" / "initial" / "class1" / "manifest.parquet")
+    with Image.open(sd_run / initial.image_path.iloc[0]) as image:
+        assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
+def test_accuracy_table(sd_run):
+    table = pd.read_csv(sd_run / "results" / "imagenette_ipc10.csv")
+    assert set(table.method) == {"random", "d4m", "conf", "sim", "conf_sim", "full"}
+    assert set(table.model) == {"resnetap10", "convnet", "resnet18"}
+    assert (table[table.method != "full"].epochs == 2).all()  # Minimax 2000 x epoch_scale
+
+
+def test_missing_weights_fail_before_any_job(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    overrides = {"datasets": {"imagenette": {"generator": {"model": str(tmp_path / "no-such-model")}}}}
+    (workdir / "missing.yaml").write_text(yaml.safe_dump(overrides))
+    proc = snakemake(workdir, "results/imagenette_ipc10.csv", "--configfile", "missing.yaml", check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert str(tmp_path / "no-such-model") in output and "download" in output
+    assert not (workdir / "results").exists()
