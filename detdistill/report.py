@@ -50,3 +50,17 @@ def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class
                 f"{class_names[row.predicted]} | {row.p_target:.3f} | {row.reason} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def contact_sheet(set_frame: pd.DataFrame, out_png, cell: int = 32) -> None:
+    """One row per class, the set's images in prototype order: a set to look at in one picture."""
+    import torch
+    from torchvision.utils import make_grid
+
+    from .io import write_png
+    from .stages import load_png_images
+
+    ordered = set_frame.sort_values(["label", "prototype_id"])
+    images = load_png_images(ordered.image_path, cell).float().div(255)
+    per_row = int(ordered.groupby("label").size().max())
+    write_png(make_grid(images, nrow=per_row, padding=2, pad_value=1.0), out_png)

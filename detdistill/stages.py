@@ -302,14 +302,16 @@ def generate_candidates(anomalies_path, prototypes_path, label: int, generator_d
 
 
 # --------------------------------------------------------------------------- 9. sets
-def build_refined_set(anomalies_path, candidate_dirs, method: str, beta: float, top_k: int, out_path) -> None:
+def build_refined_set(anomalies_path, candidate_dirs, method: str, beta: float, top_k: int, out_path, out_png) -> None:
     from .refine import refine_set
+    from .report import contact_sheet
 
     anomalies = pd.read_parquet(anomalies_path)
     candidates = read_image_dirs(candidate_dirs)
     result = refine_set(anomalies, candidates, method=method, beta=beta, top_k=top_k)
     result["kind"] = "synthetic"
     io.write_parquet(result, out_path)
+    contact_sheet(result, out_png)
     log.info("%s: replaced %d of %d images", method, int((result.origin == "candidate").sum()), len(result))
 
 
@@ -335,17 +337,19 @@ def load_set_images(set_frame: pd.DataFrame, source_cfg: dict, image_size: int) 
 
 
 # --------------------------------------------------------------------------- 10. evaluation
-def epochs_for(eval_cfg: dict, ipc: int | None) -> int:
+def epochs_for(eval_cfg: dict, ipc: int | None, model: str) -> int:
     """Minimax-style epochs by IPC: `epochs_by_ipc` is a list of [max IPC, epochs] pairs, the first
-    pair whose max IPC >= IPC applies (else the last), times `epoch_scale`. The full-data run uses
-    `full_epochs`. Without a table, `train.epochs`."""
+    pair whose max IPC >= IPC applies (else the last), times `epoch_scale`; without a table,
+    `train.epochs`. The full-data run (ipc None) uses `full_epochs`. `model_epoch_scale` then
+    shortens costly models to fit a time budget (reported with the results)."""
     if ipc is None:
-        return int(eval_cfg.get("full_epochs") or eval_cfg["train"]["epochs"])
-    table = sorted(eval_cfg.get("epochs_by_ipc") or [])
-    if not table:
-        return int(eval_cfg["train"]["epochs"])
-    epochs = next((e for max_ipc, e in table if ipc <= max_ipc), table[-1][1])
-    return max(1, round(epochs * eval_cfg.get("epoch_scale", 1.0)))
+        epochs = eval_cfg.get("full_epochs") or eval_cfg["train"]["epochs"]
+    elif eval_cfg.get("epochs_by_ipc"):
+        table = sorted(eval_cfg["epochs_by_ipc"])
+        epochs = next((e for max_ipc, e in table if ipc <= max_ipc), table[-1][1]) * eval_cfg.get("epoch_scale", 1.0)
+    else:
+        epochs = eval_cfg["train"]["epochs"]
+    return max(1, round(epochs * eval_cfg.get("model_epoch_scale", {}).get(model, 1.0)))
 
 
 def evaluate(set_path, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, ipc: int | None, out_path) -> None:
@@ -371,7 +375,7 @@ def evaluate(set_path, manifest_path, source_cfg: dict, model_name: str, eval_cf
     test_labels = torch.as_tensor(test.label.to_numpy())
     num_classes = manifest.label.nunique()
     device = pick_device()
-    epochs = epochs_for(eval_cfg, ipc)
+    epochs = epochs_for(eval_cfg, ipc, model_name)
     rows = []
     for seed in eval_cfg["seeds"]:
         cfg = TrainConfig.from_dict({**eval_cfg["train"], "seed": int(seed), "epochs": epochs, "crop_size": crop_size})

@@ -11,6 +11,7 @@ rule train_classifier:
         source=get_source,
         image_size=get_image_size,
         classifier=get_classifier_config,
+    threads: 2
     resources:
         gpu=1,
     log:

@@ -9,6 +9,7 @@ rule prepare_generator:
         source=get_source,
         image_size=get_image_size,
         generator=get_generator_config,
+    threads: 2
     resources:
         gpu=1,
     log:
@@ -28,6 +29,7 @@ rule encode_latents:
     params:
         source=get_source,
         image_size=get_image_size,
+    threads: 2
     resources:
         gpu=1,
     log:

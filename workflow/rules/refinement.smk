@@ -4,6 +4,11 @@ rule build_refined_set:
         candidates=get_candidate_dirs,
     output:
         refined="results/{dataset}/ipc{ipc}/sets/{method}.parquet",
+        sheet=report(
+            "results/{dataset}/ipc{ipc}/sets/{method}.png",
+            caption="../report/set.rst",
+            category="Synthetic sets",
+        ),
     wildcard_constraints:
         method="d4m|conf|sim|conf_sim",
     params:

@@ -9,4 +9,5 @@ build_refined_set(
     snakemake.params.beta,
     snakemake.params.top_k,
     snakemake.output.refined,
+    snakemake.output.sheet,
 )
