@@ -97,6 +97,9 @@ def test_sets_keep_ipc_per_class(tiny_run):
     assert replaced == set(anomalies.loc[anomalies.defective, "image_id"])
     random_subset = pd.read_parquet(results(tiny_run) / "ipc2" / "sets" / "random.parquet")
     assert (random_subset.split == "train").all()
+    for method in ["d4m", "conf", "sim", "conf_sim"]:
+        with Image.open(results(tiny_run) / "ipc2" / "sets" / f"{method}.png") as sheet:
+            assert sheet.width > 32 * IPC and sheet.height > 32 * CLASSES
 
 
 def test_accuracy_table_and_summary(tiny_run):
