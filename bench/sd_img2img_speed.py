@@ -41,7 +41,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from detdistill.generators.sd15 import run_img2img  # noqa: E402
+from detdistill.generators.base import run_img2img  # noqa: E402
 
 #: unet/config.json of stable-diffusion-v1-5 (860M parameters)
 UNET_SD15 = {

@@ -12,6 +12,41 @@ from collections.abc import Sequence
 
 import torch
 
+LATENT_CHANNELS = 4
+
+
+def check_img2img_args(latents: torch.Tensor, labels: Sequence[int], seeds: Sequence[int], num_classes: int):
+    """One label and one seed per 4-channel latent, labels in range; returns them as int lists."""
+    labels = [int(y) for y in labels]
+    seeds = [int(s) for s in seeds]
+    if not (len(latents) == len(labels) == len(seeds)):
+        raise ValueError(f"img2img needs one label and one seed per latent: {len(latents)}, {len(labels)}, {len(seeds)}")
+    if any(y < 0 or y >= num_classes for y in labels):
+        raise ValueError(f"labels must lie in [0, {num_classes})")
+    if latents.ndim != 4 or latents.shape[1] != LATENT_CHANNELS:
+        raise ValueError(f"expected scaled latents (N, {LATENT_CHANNELS}, h, w), got {tuple(latents.shape)}")
+    return labels, seeds
+
+
+def run_img2img(pipe, latents, prompt_embeds, negative_prompt_embeds, seeds, *, strength, guidance, steps):
+    """One stock `StableDiffusionImg2ImgPipeline` call on scaled latents, shared by both backends
+    and the benchmark.
+
+    One CPU `torch.Generator` per image: diffusers draws each image's noise from its own generator
+    (so an image does not depend on its batch), and CPU generators give the same noise on any device.
+    """
+    device, dtype = pipe.unet.device, pipe.unet.dtype
+    return pipe(
+        image=latents.to(device, dtype),
+        prompt_embeds=prompt_embeds,
+        negative_prompt_embeds=negative_prompt_embeds,
+        strength=float(strength),
+        guidance_scale=float(guidance),
+        num_inference_steps=int(steps),
+        generator=[torch.Generator().manual_seed(int(s)) for s in seeds],
+        output_type="pt",
+    ).images
+
 
 class Generator(ABC):
     #: class names in label order (label i <-> class_names[i])

@@ -33,11 +33,10 @@ from torch import nn
 
 from ..device import seed_everything
 from ..io import save_safetensors, write_json
-from .base import Generator
+from .base import LATENT_CHANNELS, Generator, check_img2img_args, run_img2img
 
 BACKEND = "embedded"
 IMAGE_SIZE = 32
-LATENT_CHANNELS = 4
 
 #: Every training setting, with the defaults used when a key is missing from `cfg`.
 DEFAULT_CONFIG: dict = {
@@ -425,31 +424,15 @@ class EmbeddedGenerator(Generator):
         guidance: float,
         steps: int,
     ) -> torch.Tensor:
-        labels = [int(y) for y in labels]
-        seeds = [int(s) for s in seeds]
-        if not (len(latents) == len(labels) == len(seeds)):
-            raise ValueError(f"img2img needs one label and one seed per latent: {len(latents)}, {len(labels)}, {len(seeds)}")
-        if any(y < 0 or y >= len(self.class_names) for y in labels):
-            raise ValueError(f"labels must lie in [0, {len(self.class_names)})")
-        if latents.ndim != 4 or latents.shape[1] != LATENT_CHANNELS:
-            raise ValueError(f"expected scaled latents (N, {LATENT_CHANNELS}, h, w), got {tuple(latents.shape)}")
+        labels, seeds = check_img2img_args(latents, labels, seeds, len(self.class_names))
         out = []
         null = self.label_embedding[self.null_label]
         for i in range(0, len(labels), self.batch_size):
-            lab = torch.tensor(labels[i : i + self.batch_size], device=self.device)
-            cond = self.label_embedding[lab].unsqueeze(1)
-            uncond = null.expand(len(lab), 1, -1)
-            result = self.pipe(
-                image=latents[i : i + self.batch_size].to(self.device, torch.float32),
-                prompt_embeds=cond,
-                negative_prompt_embeds=uncond,
-                strength=float(strength),
-                guidance_scale=float(guidance),
-                num_inference_steps=int(steps),
-                generator=[torch.Generator().manual_seed(s) for s in seeds[i : i + self.batch_size]],
-                output_type="pt",
-            )
-            out.append(result.images.float().cpu())
+            j = i + self.batch_size
+            cond = self.label_embedding[torch.tensor(labels[i:j], device=self.device)].unsqueeze(1)
+            uncond = null.expand(len(cond), 1, -1)
+            images = run_img2img(self.pipe, latents[i:j], cond, uncond, seeds[i:j], strength=strength, guidance=guidance, steps=steps)
+            out.append(images.float().cpu())
         if not out:
             return torch.empty((0, 3, self.image_size, self.image_size))
         return torch.cat(out)

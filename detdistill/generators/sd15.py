@@ -20,11 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from ..io import write_json
-from .base import Generator
+from .base import LATENT_CHANNELS, Generator, check_img2img_args, run_img2img
 
 BACKEND = "sd15"
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-LATENT_CHANNELS = 4
 
 #: The diffusers-format files the pipeline loads (about 5 GB): the repository also holds
 #: full-checkpoint, fp16, non-EMA, Flax and .bin copies (tens of GB) that are not needed.
@@ -193,25 +192,6 @@ def set_scheduler(pipe, name: str | None) -> None:
     pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **overrides)
 
 
-def run_img2img(pipe, latents, prompt_embeds, negative_prompt_embeds, seeds, *, strength, guidance, steps):
-    """One stock pipeline call on scaled latents; the shared path of the generator and the benchmark.
-
-    One CPU `torch.Generator` per image: diffusers draws each image's noise from its own generator
-    (so an image does not depend on its batch), and CPU generators give the same noise on any device.
-    """
-    device, dtype = pipe.unet.device, pipe.unet.dtype
-    return pipe(
-        image=latents.to(device, dtype),
-        prompt_embeds=prompt_embeds,
-        negative_prompt_embeds=negative_prompt_embeds,
-        strength=float(strength),
-        guidance_scale=float(guidance),
-        num_inference_steps=int(steps),
-        generator=[torch.Generator().manual_seed(int(s)) for s in seeds],
-        output_type="pt",
-    ).images
-
-
 class StableDiffusionGenerator(Generator):
     """Stable Diffusion v1.5 through the stock img2img pipeline, prompted by class name."""
 
@@ -320,14 +300,7 @@ class StableDiffusionGenerator(Generator):
         guidance: float,
         steps: int,
     ) -> torch.Tensor:
-        labels = [int(y) for y in labels]
-        seeds = [int(s) for s in seeds]
-        if not (len(latents) == len(labels) == len(seeds)):
-            raise ValueError(f"img2img needs one label and one seed per latent: {len(latents)}, {len(labels)}, {len(seeds)}")
-        if any(y < 0 or y >= len(self.class_names) for y in labels):
-            raise ValueError(f"labels must lie in [0, {len(self.class_names)})")
-        if latents.ndim != 4 or latents.shape[1] != LATENT_CHANNELS:
-            raise ValueError(f"expected scaled latents (N, {LATENT_CHANNELS}, h, w), got {tuple(latents.shape)}")
+        labels, seeds = check_img2img_args(latents, labels, seeds, len(self.class_names))
         out = []
         for i in range(0, len(labels), self.max_batch):
             j = i + self.max_batch
