@@ -41,7 +41,7 @@ IMAGE_SIZE = 32
 #: Every training setting, with the defaults used when a key is missing from `cfg`.
 DEFAULT_CONFIG: dict = {
     "vae_steps": 300,  # AutoencoderKL optimisation steps
-    "unet_steps": 3000,  # UNet (+ label embedding) optimisation steps
+    "unet_steps": 1500,  # UNet (+ label embedding) optimisation steps
     "batch_size": 64,
     "vae_lr": 1.0e-3,  # AdamW peak learning rate, cosine decay to 10 %
     "unet_lr": 1.0e-3,

@@ -1,0 +1,47 @@
+"""Checks on the real CIFAR-10 archive in ../shared/data (skipped where it is absent).
+
+Run with: .venv/bin/python -m pytest -m realdata
+"""
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from detdistill.data import build_manifest, load_images
+
+ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not ARCHIVE.exists(), reason=f"{ARCHIVE} not present (only on development machines and CI)"),
+]
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    with tarfile.open(ARCHIVE) as archive:
+        archive.extractall(root, filter="data")
+    return root / "cifar10"
+
+
+def test_cifar10_manifest_from_jpeg_tree(cifar_root):
+    source = {"kind": "cifar10", "root": str(cifar_root), "classes_file": str(REPO / "resources/classes/cifar10.csv")}
+    manifest = build_manifest(source, seed=0)
+    assert manifest.groupby("split").size().to_dict() == {"test": 10_000, "train": 50_000}
+    assert (manifest[manifest.split == "train"].groupby("label").size() == 5_000).all()
+    assert manifest.class_name.iloc[0] == "airplane"
+    images = load_images(manifest.iloc[:8], source, 32)
+    assert images.shape == (8, 3, 32, 32)
+
+
+def test_cifar10_benchmark_config_builds_its_dag(cifar_root, tmp_path):
+    from conftest import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "data").mkdir()
+    (workdir / "data" / "cifar10").symlink_to(cifar_root)
+    out = snakemake(workdir, "results/cifar10_ipc10.csv", "results/cifar10_ipc50.csv", "-n",
+                    "--configfile", "config/bench/cifar10_embedded.yaml").stdout
+    assert "prepare_generator" in out and "evaluate_full" in out
