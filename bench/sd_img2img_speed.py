@@ -18,7 +18,7 @@ Achieved FLOP/s counts the UNet and VAE-decoder FLOPs (torch.utils.flop_counter 
 forward each, times the number of forwards per image, counted with hooks), so the share of peak is
 an estimate of useful work; elementwise ops and the scheduler are not counted.
 
-    python bench/sd_img2img_speed.py                      # CUDA, 256 px, writes bench/results/
+    python bench/sd_img2img_speed.py                      # CUDA, 256 px, writes bench/measurements/
     python bench/sd_img2img_speed.py --tiny --device cpu  # seconds-long smoke test at tiny size
 """
 
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--peak-tflops", type=float, default=None, help="device peak; looked up for H100/H200/A100")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
     ap.add_argument("--skip-reference", action="store_true", help="time our path only")
-    ap.add_argument("--out", type=Path, default=None, help="JSON result (default bench/results/sd_img2img_<device>.json)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON result (default bench/measurements/sd_img2img_<device>.json)")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") if cuda else "cpu"
-    out = args.out or REPO / "bench" / "results" / f"sd_img2img_{slug}{'_tiny' if args.tiny else ''}.json"
+    out = args.out or REPO / "bench" / "measurements" / f"sd_img2img_{slug}{'_tiny' if args.tiny else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(format_table(result))

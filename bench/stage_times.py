@@ -1,6 +1,6 @@
 """Summarise a finished run's Snakemake `benchmark:` files per rule and time the whole run.
 
-Usage: python bench/stage_times.py --run-seconds S --command "..." --out bench/results/NAME.md
+Usage: python bench/stage_times.py --run-seconds S --command "..." --out bench/measurements/NAME.md
 (reads benchmarks/<rule>/*.tsv of the current directory). Records the machine and the command.
 """
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Real-data benchmark on CIFAR-10 (not CI): unpack ../shared/data/cifar10-jpeg.tar.gz into data/
 # (ignored), run the workflow with the embedded generator trained on the 50k training images,
-# and summarise the stage times. Usage: bash bench/cifar10/run.sh [snakemake targets...]
+# and summarise the stage times. Usage: bash bench/run_cifar10.sh [snakemake targets...]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 archive=../shared/data/cifar10-jpeg.tar.gz
 if [ ! -d data/cifar10/train ]; then
   [ -f "$archive" ] || { echo "missing $archive (see ../shared/data/README.md)" >&2; exit 1; }
@@ -14,4 +14,4 @@ targets=("$@")
 start=$(date +%s)
 .venv/bin/snakemake --cores 2 "${targets[@]}" --configfile config/bench/cifar10_embedded.yaml
 .venv/bin/python bench/stage_times.py --run-seconds $(( $(date +%s) - start )) \
-  --command "bash bench/cifar10/run.sh ${targets[*]}" --out bench/results/cifar10_embedded.md
+  --command "bash bench/run_cifar10.sh ${targets[*]}" --out bench/measurements/cifar10_embedded.md
