@@ -45,14 +45,10 @@ def prepare_generator(manifest_path, source_cfg: dict, image_size: int, generato
     if backend == "sd15":
         from .generators.sd15 import write_generator_spec
 
+        # keys left out of the config keep write_generator_spec's defaults (one place for them)
+        optional = {k: generator_cfg[k] for k in ("prompt_template", "negative_prompt", "scheduler") if k in generator_cfg}
         write_generator_spec(
-            out_dir,
-            model=generator_cfg["model"],
-            class_names=data.class_names(manifest),
-            prompt_template=generator_cfg.get("prompt_template", "a photo of a {name}"),
-            negative_prompt=generator_cfg.get("negative_prompt"),
-            image_size=image_size,
-            scheduler=generator_cfg.get("scheduler"),
+            out_dir, model=generator_cfg["model"], class_names=data.class_names(manifest), image_size=image_size, **optional
         )
         return
     from .generators.embedded import train_embedded_generator
