@@ -15,9 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 
-def stage_table(bench_dir: Path) -> pd.DataFrame:
+def stage_table(bench_dir: Path, dataset: str | None = None) -> pd.DataFrame:
     rows = []
-    for tsv in sorted(bench_dir.glob("*/*.tsv")):
+    # benchmark files are named <dataset>[_...].tsv: keep one dataset's jobs out of another's table
+    pattern = f"*/{dataset}.tsv" if dataset else "*/*.tsv"
+    files = set(bench_dir.glob(pattern)) | (set(bench_dir.glob(f"*/{dataset}_*.tsv")) if dataset else set())
+    for tsv in sorted(files):
         row = pd.read_csv(tsv, sep="\t").iloc[0]
         rows.append({"rule": tsv.parent.name, "job": tsv.stem, "seconds": row["s"], "max_rss_mb": row["max_rss"], "cpu_seconds": row["cpu_time"]})
     jobs = pd.DataFrame(rows)
@@ -33,11 +36,13 @@ def stage_table(bench_dir: Path) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--benchmarks", default="benchmarks")
+    parser.add_argument("--dataset", help="only this dataset's jobs (default: every benchmark file)")
     parser.add_argument("--run-seconds", type=float, required=True, help="wall time of the whole snakemake command")
     parser.add_argument("--command", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--note", action="append", default=[], help="a line added under the figures (repeatable)")
     args = parser.parse_args()
-    table = stage_table(Path(args.benchmarks))
+    table = stage_table(Path(args.benchmarks), args.dataset)
     machine = f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
     text = "\n".join(
         [
@@ -50,6 +55,8 @@ def main() -> None:
             "  so the sums exceed the run's wall time); rules without `benchmark:` are light and not listed.",
             "",
             table.to_markdown(index=False),
+            "",
+            *args.note,
             "",
         ]
     )

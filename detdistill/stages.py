@@ -19,6 +19,11 @@ from .device import image_seed, pick_device, seed_everything
 log = logging.getLogger("detdistill")
 
 
+def label_tensor(frame: pd.DataFrame) -> torch.Tensor:
+    """The `label` column as an int64 tensor (a copy: parquet-backed arrays are read-only)."""
+    return torch.tensor(frame.label.to_numpy(), dtype=torch.long)
+
+
 def _train_split(manifest: pd.DataFrame) -> pd.DataFrame:
     return manifest[manifest.split == "train"].reset_index(drop=True)
 
@@ -54,7 +59,7 @@ def prepare_generator(manifest_path, source_cfg: dict, image_size: int, generato
     from .generators.embedded import train_embedded_generator
 
     images = data.load_images(manifest, source_cfg, image_size)
-    labels = torch.as_tensor(manifest.label.to_numpy())
+    labels = label_tensor(manifest)
     train_embedded_generator(
         images, labels, data.class_names(manifest), generator_cfg["train"], out_dir, pick_device(), log=log.info
     )
@@ -188,9 +193,9 @@ def train_classifier_stage(manifest_path, source_cfg: dict, image_size: int, clf
     model = build_model(clf_cfg["model"], num_classes, image_size, clf_cfg.get("width", 64))
     device = pick_device()
     images = data.load_images(train, source_cfg, image_size)
-    history = train_classifier(model, images, torch.as_tensor(train.label.to_numpy()), cfg, device, desc=clf_cfg["model"], log=log.info)
+    history = train_classifier(model, images, label_tensor(train), cfg, device, desc=clf_cfg["model"], log=log.info)
     test_images = data.load_images(test, source_cfg, image_size)
-    test_labels = torch.as_tensor(test.label.to_numpy())
+    test_labels = label_tensor(test)
     probs = predict(model, test_images, device)["probs"]
     p_target = probs.gather(1, test_labels[:, None]).squeeze(1)
     save_model(model, out_model, {"name": clf_cfg["model"], "num_classes": num_classes, "image_size": image_size, "width": clf_cfg.get("width", 64)})
@@ -199,7 +204,7 @@ def train_classifier_stage(manifest_path, source_cfg: dict, image_size: int, clf
         "train_images": len(train),
         "test_images": len(test),
         "test_accuracy": float((probs.argmax(1) == test_labels).float().mean()),
-        "train_accuracy": accuracy(model, images, torch.as_tensor(train.label.to_numpy()), device),
+        "train_accuracy": accuracy(model, images, label_tensor(train), device),
         # what a confidence threshold means for this model: the share of *real* test images it would flag
         "test_target_softmax_median": float(p_target.median()),
         "test_share_below_beta": {str(b): float((p_target < b).float().mean()) for b in REPORTED_BETAS},
@@ -219,7 +224,7 @@ def _score(model_path, frame: pd.DataFrame) -> pd.DataFrame:
     device = pick_device()
     model = load_model(model_path, device)
     out = predict(model, load_png_images(frame.image_path), device)
-    labels = torch.as_tensor(frame.label.to_numpy())
+    labels = label_tensor(frame)
     frame = frame.copy()
     frame["predicted"] = out["probs"].argmax(1).numpy()
     frame["p_target"] = out["probs"].gather(1, labels[:, None]).squeeze(1).numpy()
@@ -365,10 +370,10 @@ def evaluate(set_path, manifest_path, source_cfg: dict, model_name: str, eval_cf
         set_frame = pd.read_parquet(set_path)
     method = set_frame.method.iloc[0]
     images = load_set_images(set_frame, source_cfg, load_size)
-    labels = torch.as_tensor(set_frame.label.to_numpy())
+    labels = label_tensor(set_frame)
     test = manifest[manifest.split == "test"]
     test_images = TF.center_crop(data.load_images(test, source_cfg, load_size), [crop_size, crop_size])
-    test_labels = torch.as_tensor(test.label.to_numpy())
+    test_labels = label_tensor(test)
     num_classes = manifest.label.nunique()
     device = pick_device()
     epochs = epochs_for(eval_cfg, ipc, model_name)

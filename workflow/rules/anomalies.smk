@@ -12,6 +12,7 @@ rule detect_anomalies:
         ),
     params:
         beta=get_beta,
+    priority: SET_PATH_PRIORITY
     log:
         "logs/detect_anomalies/{dataset}_ipc{ipc}.log",
     script:

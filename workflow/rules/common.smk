@@ -165,3 +165,10 @@ def get_top_k(wildcards):
 
 def get_n_candidates(wildcards):
     return dataset_config(wildcards)["refinement"]["n_candidates"]
+
+
+# Scheduling priority of the jobs on the path to the distilled sets (generator, latents, detector,
+# synthesis, candidates). The evaluations are leaves: left at 0 they fill the cores these leave
+# idle, instead of a long full-data training starting first and holding a core while the
+# two-thread generator waits for both.
+SET_PATH_PRIORITY = 10

@@ -14,6 +14,7 @@ rule train_classifier:
     threads: 2
     resources:
         gpu=1,
+    priority: SET_PATH_PRIORITY
     log:
         "logs/train_classifier/{dataset}_{role}.log",
     benchmark:
@@ -30,6 +31,7 @@ rule score_initial:
         scores="results/{dataset}/ipc{ipc}/initial_scores.parquet",
     resources:
         gpu=1,
+    priority: SET_PATH_PRIORITY
     log:
         "logs/score_initial/{dataset}_ipc{ipc}.log",
     script:

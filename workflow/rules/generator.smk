@@ -12,6 +12,7 @@ rule prepare_generator:
     threads: 2
     resources:
         gpu=1,
+    priority: SET_PATH_PRIORITY
     log:
         "logs/prepare_generator/{dataset}.log",
     benchmark:
@@ -32,6 +33,7 @@ rule encode_latents:
     threads: 2
     resources:
         gpu=1,
+    priority: SET_PATH_PRIORITY
     log:
         "logs/encode_latents/{dataset}.log",
     benchmark:

@@ -6,6 +6,7 @@ rule compute_prototypes:
     params:
         seed=config["seed"],
         prototypes=get_prototype_config,
+    priority: SET_PATH_PRIORITY
     log:
         "logs/compute_prototypes/{dataset}_ipc{ipc}.log",
     benchmark:

@@ -14,6 +14,7 @@ rule build_refined_set:
     params:
         beta=get_beta,
         top_k=get_top_k,
+    priority: SET_PATH_PRIORITY
     log:
         "logs/build_refined_set/{dataset}_ipc{ipc}_{method}.log",
     script:

@@ -9,6 +9,7 @@ rule synthesize_initial:
         seed=config["seed"],
     resources:
         gpu=1,
+    priority: SET_PATH_PRIORITY
     log:
         "logs/synthesize_initial/{dataset}_ipc{ipc}_class{label}.log",
     benchmark:
@@ -31,6 +32,7 @@ rule generate_candidates:
         seed=config["seed"],
     resources:
         gpu=1,
+    priority: SET_PATH_PRIORITY
     log:
         "logs/generate_candidates/{dataset}_ipc{ipc}_class{label}.log",
     benchmark:

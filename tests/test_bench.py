@@ -1,0 +1,43 @@
+"""The benchmark report scripts on hand-made benchmark and result files (no timing is asserted)."""
+
+import subprocess
+import sys
+
+import pandas as pd
+
+from conftest import REPO
+
+BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def _run(script: str, *args: str, cwd) -> str:
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_stage_times_keeps_one_datasets_jobs(tmp_path):
+    for rule, job, seconds in [("evaluate", "cifar10_ipc10_d4m_convnet", 10), ("evaluate", "cifar10_ipc50_d4m_convnet", 30),
+                               ("evaluate", "digits_ipc10_d4m_convnet", 1000), ("encode_latents", "cifar10", 5)]:
+        (tmp_path / "benchmarks" / rule).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "benchmarks" / rule / f"{job}.tsv").write_text(BENCHMARK_HEADER + f"{seconds}\t0:00:{seconds}\t900\t0\t0\t0\t0\t0\t1\t{seconds}\n")
+    _run("stage_times.py", "--dataset", "cifar10", "--run-seconds", "60", "--command", "x", "--note", "a note",
+         "--out", "times.md", cwd=tmp_path)
+    text = (tmp_path / "times.md").read_text()
+    evaluate = next(line for line in text.splitlines() if line.startswith("| evaluate "))
+    assert [cell.strip() for cell in evaluate.split("|")[2:4]] == ["2", "40"]  # the digits job is left out
+    assert "| encode_latents" in text and "a note" in text and "whole run, wall clock: 60 s" in text
+
+
+def test_results_table_pivots_summary_and_consistency(tmp_path):
+    (tmp_path / "results").mkdir()
+    summary = pd.DataFrame({"model": ["convnet"] * 3, "method": ["conf_sim", "d4m", "random"], "mean": [35.81, 31.16, 28.86],
+                            "std": [0.6, 0.59, 0.54], "seeds": [3, 3, 3]})
+    summary.to_csv(tmp_path / "results" / "cifar10_ipc10_summary.csv", index=False)
+    pd.DataFrame({"method": ["d4m"], "images": [100], "judge_wrong_label_pct": [42.0]}).to_csv(
+        tmp_path / "results" / "cifar10_ipc10_consistency.csv", index=False)
+    _run("results_table.py", "--dataset", "cifar10", "--ipc", "10", "--out", "tables.md", cwd=tmp_path)
+    text = (tmp_path / "tables.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| model"))
+    assert [c.strip() for c in header.split("|")[1:-1]] == ["model", "random", "d4m", "conf_sim"]  # paper order
+    assert "35.81 ± 0.60" in text and "| d4m" in text and "42" in text
