@@ -11,6 +11,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def copy_workflow(dest: Path) -> Path:
     """A temporary copy of the workflow (Snakefile, rules, config, profiles, shipped resources)."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in ["Snakefile", "workflow", "config", "profiles", "resources"]:
         src = REPO / name
         if src.is_dir():
