@@ -17,10 +17,10 @@ import pandas as pd
 
 def stage_table(bench_dir: Path, dataset: str | None = None) -> pd.DataFrame:
     rows = []
-    # benchmark files are named <dataset>[_...].tsv: keep one dataset's jobs out of another's table
-    pattern = f"*/{dataset}.tsv" if dataset else "*/*.tsv"
-    files = set(bench_dir.glob(pattern)) | (set(bench_dir.glob(f"*/{dataset}_*.tsv")) if dataset else set())
-    for tsv in sorted(files):
+    for tsv in sorted(bench_dir.glob("*/*.tsv")):
+        # benchmark files are named <dataset>[_...].tsv: keep one dataset's jobs out of another's table
+        if dataset and tsv.stem != dataset and not tsv.stem.startswith(f"{dataset}_"):
+            continue
         row = pd.read_csv(tsv, sep="\t").iloc[0]
         rows.append({"rule": tsv.parent.name, "job": tsv.stem, "seconds": row["s"], "max_rss_mb": row["max_rss"], "cpu_seconds": row["cpu_time"]})
     jobs = pd.DataFrame(rows)

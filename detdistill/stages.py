@@ -192,8 +192,8 @@ def train_classifier_stage(manifest_path, source_cfg: dict, image_size: int, clf
     seed_everything(cfg.seed)
     model = build_model(clf_cfg["model"], num_classes, image_size, clf_cfg.get("width", 64))
     device = pick_device()
-    images = data.load_images(train, source_cfg, image_size)
-    history = train_classifier(model, images, label_tensor(train), cfg, device, desc=clf_cfg["model"], log=log.info)
+    images, train_labels = data.load_images(train, source_cfg, image_size), label_tensor(train)
+    history = train_classifier(model, images, train_labels, cfg, device, desc=clf_cfg["model"], log=log.info)
     test_images = data.load_images(test, source_cfg, image_size)
     test_labels = label_tensor(test)
     probs = predict(model, test_images, device)["probs"]
@@ -204,7 +204,7 @@ def train_classifier_stage(manifest_path, source_cfg: dict, image_size: int, clf
         "train_images": len(train),
         "test_images": len(test),
         "test_accuracy": float((probs.argmax(1) == test_labels).float().mean()),
-        "train_accuracy": accuracy(model, images, label_tensor(train), device),
+        "train_accuracy": accuracy(model, images, train_labels, device),
         # what a confidence threshold means for this model: the share of *real* test images it would flag
         "test_target_softmax_median": float(p_target.median()),
         "test_share_below_beta": {str(b): float((p_target < b).float().mean()) for b in REPORTED_BETAS},
