@@ -358,7 +358,7 @@ def evaluate(set_path, manifest_path, source_cfg: dict, model_name: str, eval_cf
     test split. Images are loaded at `load_size`; training crops (RandomResizedCrop) and the test
     centre crop are `image_size` (Minimax: 256 -> 224)."""
     from .models import build_model
-    from .train import TrainConfig, accuracy, train_classifier
+    from .train import TrainConfig, accuracy, train_classifiers
     from torchvision.transforms.v2 import functional as TF
 
     crop_size = eval_cfg["image_size"]
@@ -377,15 +377,20 @@ def evaluate(set_path, manifest_path, source_cfg: dict, model_name: str, eval_cf
     num_classes = manifest.label.nunique()
     device = pick_device()
     epochs = epochs_for(eval_cfg, ipc, model_name)
+    seeds = [int(s) for s in eval_cfg["seeds"]]
+    # the seed field is per run: train_classifiers seeds each run's data order and augmentation
+    cfg = TrainConfig.from_dict({**eval_cfg["train"], "epochs": epochs, "crop_size": crop_size})
+    models = []
+    for seed in seeds:
+        seed_everything(seed)  # each model's initialisation
+        models.append(build_model(model_name, num_classes, crop_size, eval_cfg.get("width", 64)))
+    train_classifiers(models, seeds, images, labels, cfg, device, stack=eval_cfg.get("stack_seeds", "auto"),
+                      desc=f"{method}/{model_name}", log=log.info)
     rows = []
-    for seed in eval_cfg["seeds"]:
-        cfg = TrainConfig.from_dict({**eval_cfg["train"], "seed": int(seed), "epochs": epochs, "crop_size": crop_size})
-        seed_everything(int(seed))
-        model = build_model(model_name, num_classes, crop_size, eval_cfg.get("width", 64))
-        train_classifier(model, images, labels, cfg, device, desc=f"{method}/{model_name}/seed{seed}", log=log.info)
+    for seed, model in zip(seeds, models):
         acc = accuracy(model, test_images, test_labels, device)
         log.info("%s %s seed %d: final-epoch test accuracy %.4f", method, model_name, seed, acc)
-        rows.append({"method": method, "model": model_name, "seed": int(seed), "train_images": len(set_frame), "epochs": epochs, "test_accuracy": acc})
+        rows.append({"method": method, "model": model_name, "seed": seed, "train_images": len(set_frame), "epochs": epochs, "test_accuracy": acc})
     io.write_parquet(pd.DataFrame(rows), out_path)
 
 

@@ -1,4 +1,7 @@
-"""Train, evaluate, save and load classifiers on small in-memory uint8 image sets."""
+"""Train, evaluate, save and load classifiers on in-memory uint8 image sets.
+
+`train_classifiers` is the one training engine of the detector, the judge and every evaluation:
+data resident on the device, augmentation batched there, several seeds of a model at once."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from detdistill.models import build_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("multistep", "cosine", "constant")
+PRECISIONS = ("auto", "fp32")
 
 
 @dataclass
@@ -35,10 +39,14 @@ class TrainConfig:
     color_jitter: float = 0.0  # ColorJitter brightness/contrast/saturation (Minimax: 0.4); 0 disables
     flip: bool = True  # horizontal flip (False for digits)
     seed: int = 0
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on the CPU | "fp32" everywhere
+    compile: bool = False  # torch.compile the forward (pays off on long GPU trainings)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"train.optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision={self.precision!r}; choose one of {PRECISIONS}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule={self.schedule!r}; choose one of {SCHEDULES}")
         # YAML gives lists; from_dict drops None, so False / [] also mean "no crop".
@@ -57,12 +65,14 @@ class TrainConfig:
         return cls(**d)
 
 
-def _to_float(images: torch.Tensor) -> torch.Tensor:
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [0, 1]; float images are returned as float32."""
     return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
 
 
-def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+def _make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # SGD, Adam and AdamW update every element independently, so one optimizer over stacked
+    # (runs, ...) parameters is exactly one optimizer per run.
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
@@ -81,76 +91,183 @@ def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
-def _make_augment(image_size: int, cfg: TrainConfig):
-    from torchvision.transforms import v2
-
-    steps = []
-    out_size = cfg.crop_size or image_size
-    if cfg.crop_scale:
-        steps.append(v2.RandomResizedCrop(out_size, scale=cfg.crop_scale, antialias=True))
-    elif out_size != image_size:
-        steps.append(v2.CenterCrop(out_size))
-    if cfg.color_jitter:
-        steps.append(v2.ColorJitter(cfg.color_jitter, cfg.color_jitter, cfg.color_jitter))
-    if cfg.flip:
-        steps.append(v2.RandomHorizontalFlip())
-    if not steps:
+def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA unless fp32 is asked for; the CPU always trains in fp32."""
+    if device.type != "cuda" or cfg.precision == "fp32":
         return None
-    aug = v2.Compose(steps)
-    # Per sample so every image gets its own crop/flip; on uint8 CPU tensors (cheap, before transfer).
-    return lambda batch: torch.stack([aug(img) for img in batch])
+    return torch.bfloat16
 
 
-def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
-                     device, desc: str = "train", log: Callable[[str], None] | None = None) -> list[dict]:
-    """Train `model` in place on uint8 images (N,3,H,W) and int64 labels (N,); return per-epoch history."""
+def use_stacking(stack: str | bool, device: torch.device, runs: int) -> bool:
+    """`auto` stacks several runs on CUDA, where one small run leaves the GPU idle between
+    kernels; on the CPU a stacked step is measured a little slower than the runs one by one
+    (bench/engine_throughput.py), so they run in turn there."""
+    if runs < 2 or stack in (False, "off"):
+        return False
+    if stack in (True, "on"):
+        return True
+    if stack != "auto":
+        raise ValueError(f"stack={stack!r}; choose auto, on or off")
+    return torch.device(device).type == "cuda"
+
+
+class _Run:
+    """One training run's own randomness: data order and augmentation / CutMix draws."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+        self.order = torch.Generator().manual_seed(self.seed)
+        # the CPU RNG state the run's augmentation draws from (kornia and CutMix sample on the CPU)
+        self.rng_state = torch.Generator().manual_seed(self.seed).get_state()
+        self.history: list[dict] = []
+
+
+class _ModuleStep:
+    """Forward of one run: the model itself (channels-last on CUDA, optionally compiled)."""
+
+    def __init__(self, model: nn.Module, device: torch.device, compile_model: bool):
+        self.model = model.to(device).train()
+        self.channels_last = device.type == "cuda"
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if compile_model else self.model
+
+    def parameters(self):
+        return list(self.model.parameters())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x: (1, B, 3, H, W) -> (1, B, K)
+        x = x[0]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.forward(x)[None]
+
+    def finish(self) -> None:
+        self.model.eval()
+
+
+class _StackedStep:
+    """Forward of S runs of one architecture as one batched computation: the runs' parameters and
+    buffers are stacked along a new first dimension and the model is applied with
+    `torch.func.vmap`, so a step over S small batches is one set of large kernels (a grouped
+    convolution) instead of S sets of small ones. Batch-norm running statistics are stacked too,
+    so each run keeps its own."""
+
+    def __init__(self, models: list[nn.Module], device: torch.device, compile_model: bool):
+        import copy
+
+        from torch.func import functional_call, stack_module_state, vmap
+
+        self.models = [m.to(device).train() for m in models]
+        self.params, self.buffers = stack_module_state(self.models)
+        skeleton = copy.deepcopy(self.models[0]).to("meta")
+
+        def one_run(params, buffers, x):
+            return functional_call(skeleton, (params, buffers), (x,))
+
+        forward = vmap(one_run)
+        self.forward = torch.compile(forward) if compile_model else forward
+
+    def parameters(self):
+        return list(self.params.values())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x: (S, B, 3, H, W) -> (S, B, K)
+        return self.forward(self.params, self.buffers, x)
+
+    def finish(self) -> None:
+        with torch.no_grad():
+            for i, model in enumerate(self.models):
+                model.load_state_dict({k: v[i] for k, v in {**self.params, **self.buffers}.items()})
+                model.eval()
+
+
+def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.Tensor, labels: torch.Tensor,
+                      cfg: TrainConfig, device, *, stack: str | bool = "auto", desc: str = "train",
+                      log: Callable[[str], None] | None = None) -> list[list[dict]]:
+    """Train several models of one architecture in place on the same uint8 images (N,3,H,W) and
+    int64 labels (N,), run i with seed `seeds[i]`; return each run's per-epoch history.
+
+    The training engine: images stay on `device` as uint8; each batch is gathered there,
+    augmented per image by batched kernels (`detdistill.augment`), CutMixed, and trained with bf16
+    autocast and channels-last on CUDA (fp32 on the CPU). Every run keeps its own data order and
+    augmentation draws (seeded by its seed, whatever else runs beside it); with stacking (see
+    `use_stacking`) the runs step together as one batched model."""
     from torchvision.transforms import v2
+
+    from detdistill.augment import build_augment
 
     if images.ndim != 4 or len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need images (N,3,H,W) and labels (N,) with N>0; got {tuple(images.shape)}, "
                          f"{tuple(labels.shape)}")
+    if len(models) != len(seeds) or not models:
+        raise ValueError(f"need one seed per model: {len(models)} models, {len(seeds)} seeds")
     device = torch.device(device)
-    images, labels = images.cpu(), labels.cpu().long()
+    images, labels = images.to(device), labels.to(device).long()  # resident for the whole training
     n = len(images)
     batch_size = min(cfg.batch_size, n)  # tiny distilled sets: one full batch
-    num_classes = model.classifier.out_features
-    augment = _make_augment(images.shape[-1], cfg)
+    num_classes = models[0].classifier.out_features
+    augment = build_augment(images.shape[-1], crop_scale=cfg.crop_scale, crop_size=cfg.crop_size,
+                            color_jitter=cfg.color_jitter, flip=cfg.flip)
     cutmix = v2.CutMix(num_classes=num_classes, alpha=cfg.cutmix_alpha) if cfg.cutmix_alpha > 0 else None
+    amp_dtype = _autocast_dtype(cfg, device)
+    runs = [_Run(s) for s in seeds]
+    if use_stacking(stack, device, len(models)):
+        groups = [(runs, _StackedStep(models, device, cfg.compile))]
+    else:
+        groups = [([run], _ModuleStep(model, device, cfg.compile)) for run, model in zip(runs, models)]
 
-    model.to(device).train()
-    opt = _make_optimizer(model, cfg)
-    sched = _make_scheduler(opt, cfg)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
+    def batch_of(run: _Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The run's augmented batch and its target distribution (one-hot unless CutMixed)."""
+        torch.set_rng_state(run.rng_state)
+        x, y = to_float(images[idx]), labels[idx]
+        if augment is not None:
+            x = augment(x)
+        if cutmix is not None and torch.rand(()).item() < cfg.cutmix_prob:
+            x, y = cutmix(x, y)  # y becomes the mixed target distribution (B, num_classes)
+        else:
+            y = F.one_hot(y, num_classes).float()
+        run.rng_state = torch.get_rng_state()
+        return x, y
+
     log_every = max(1, cfg.epochs // 20)
-    history = []
-    # Augmentation and CutMix draw from the global CPU RNG: seed it, but restore the caller's state after.
+    # The draws use the global CPU RNG: swapped per run inside, the caller's state restored after.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        bar = tqdm(range(cfg.epochs), desc=desc, mininterval=5)
-        for epoch in bar:
-            lr = opt.param_groups[0]["lr"]
-            total, seen = 0.0, 0
-            for idx in torch.randperm(n, generator=shuffle).split(batch_size):
-                x, y = images[idx], labels[idx]
-                if augment is not None:
-                    x = augment(x)
-                x, y = _to_float(x.to(device, non_blocking=True)), y.to(device)
-                if cutmix is not None and torch.rand(()).item() < cfg.cutmix_prob:
-                    x, y = cutmix(x, y)  # y becomes soft (B, num_classes)
-                loss = F.cross_entropy(model(x), y)  # accepts class indices or probabilities
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-                seen += len(idx)
-            sched.step()
-            record = {"epoch": epoch + 1, "loss": total / seen, "lr": lr}
-            history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.3g}")
-            if log is not None and ((epoch + 1) % log_every == 0 or epoch + 1 == cfg.epochs):
-                log(f"{desc} epoch {epoch + 1}/{cfg.epochs} loss {record['loss']:.4f} lr {lr:.4g}")
-    model.eval()
-    return history
+        for group_runs, step in groups:
+            opt = _make_optimizer(step.parameters(), cfg)
+            sched = _make_scheduler(opt, cfg)
+            label = desc if len(group_runs) == len(runs) == 1 else f"{desc} seeds {[r.seed for r in group_runs]}"
+            bar = tqdm(range(cfg.epochs), desc=label, mininterval=5)
+            for epoch in bar:
+                lr = opt.param_groups[0]["lr"]
+                orders = [torch.randperm(n, generator=run.order).to(device).split(batch_size) for run in group_runs]
+                total = torch.zeros(len(group_runs), device=device)
+                for batch in zip(*orders):
+                    xs, ys = zip(*(batch_of(run, idx) for run, idx in zip(group_runs, batch)))
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        logits = step(torch.stack(xs))
+                    # soft-target cross-entropy per run (equal to the class-index form for one-hot
+                    # targets); the sum's gradient for each run's parameters is its own loss's
+                    target = torch.stack(ys)
+                    per_run = -(target * logits.float().log_softmax(-1)).sum(-1).mean(-1)
+                    opt.zero_grad(set_to_none=True)
+                    per_run.sum().backward()
+                    opt.step()
+                    total += per_run.detach() * len(batch[0])
+                sched.step()
+                losses = (total / n).tolist()  # one device sync per epoch
+                for run, loss in zip(group_runs, losses):
+                    run.history.append({"epoch": epoch + 1, "loss": loss, "lr": lr})
+                bar.set_postfix(loss=f"{sum(losses) / len(losses):.4f}", lr=f"{lr:.3g}")
+                if log is not None and ((epoch + 1) % log_every == 0 or epoch + 1 == cfg.epochs):
+                    log(f"{label} epoch {epoch + 1}/{cfg.epochs} loss "
+                        f"{' '.join(f'{v:.4f}' for v in losses)} lr {lr:.4g}")
+            step.finish()
+    return [run.history for run in runs]
+
+
+def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
+                     device, desc: str = "train", log: Callable[[str], None] | None = None) -> list[dict]:
+    """Train one model in place (seed `cfg.seed`); return its per-epoch history."""
+    return train_classifiers([model], [cfg.seed], images, labels, cfg, device, desc=desc, log=log)[0]
 
 
 @torch.no_grad()
@@ -162,7 +279,7 @@ def predict(model: nn.Module, images: torch.Tensor, device, batch_size: int = 25
     model.to(device).eval()
     out = {"logits": [], "probs": [], "features": []}
     for chunk in images.split(batch_size):
-        feats = model.features(_to_float(chunk.to(device)))
+        feats = model.features(to_float(chunk.to(device)))
         logits = model.classifier(feats)
         out["features"].append(feats.float().cpu())
         out["logits"].append(logits.float().cpu())

@@ -1,0 +1,141 @@
+"""The training engine (detdistill.train.train_classifiers): stacked runs are the same runs as
+one by one, each run keeps its own randomness, the batched augmentation draws per image, and the
+engine reaches the accuracy of the loop it replaced (bench/reference_train.py) within seed noise."""
+
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from detdistill.augment import build_augment
+from detdistill.models import build_model
+from detdistill.train import TrainConfig, accuracy, train_classifiers, use_stacking
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from reference_train import train_classifier_reference  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def _images(n=24, size=16, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    base = (labels * 80 + 40).view(-1, 1, 1, 1)
+    noise = torch.randint(-30, 31, (n, 3, size, size), generator=g)
+    return (base + noise).clamp(0, 255).to(torch.uint8), labels.long()
+
+
+def _models(name, seeds, classes=3, size=16):
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        models.append(build_model(name, classes, size, width=8))
+    return models
+
+
+CFG = dict(epochs=2, batch_size=8, lr=0.01, cutmix_alpha=1.0, cutmix_prob=0.5, crop_scale=[0.5, 1.0],
+           color_jitter=0.4, flip=True)
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnetap10", "resnet18"])
+def test_stacked_runs_equal_runs_one_by_one(name, monkeypatch):
+    """vmap over stacked parameters (the GPU default) trains the same models as separate loops:
+    same data order, augmentation, CutMix, optimizer state and batch-norm statistics per run.
+    In float64, so that rounding (grouped vs plain convolutions), which batch norm amplifies over
+    steps in float32, cannot hide or fake a difference."""
+    import detdistill.train
+
+    monkeypatch.setattr(detdistill.train, "to_float", lambda x: x.double().div(255))
+    images, labels = _images()
+    seeds = [0, 1, 2]
+    cfg = TrainConfig.from_dict({**CFG, "color_jitter": 0.0})  # kornia's jitter is float32-only
+    one_by_one = [m.double() for m in _models(name, seeds)]
+    stacked = [m.double() for m in _models(name, seeds)]
+    hist_a = train_classifiers(one_by_one, seeds, images, labels, cfg, CPU, stack="off")
+    hist_b = train_classifiers(stacked, seeds, images, labels, cfg, CPU, stack="on")
+    for a, b in zip(hist_a, hist_b):
+        assert [h["loss"] for h in a] == pytest.approx([h["loss"] for h in b], rel=1e-6)
+    for a, b in zip(one_by_one, stacked):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.allclose(sa[k].double(), sb[k].double(), rtol=1e-8, atol=1e-10), k
+        assert not a.training and not b.training
+    # the runs differ from each other (their own seeds), so equality above is not trivial
+    assert not torch.equal(one_by_one[0].classifier.weight, one_by_one[1].classifier.weight)
+
+
+def test_a_run_does_not_depend_on_its_companions():
+    images, labels = _images()
+    cfg = TrainConfig.from_dict(CFG)
+    alone = _models("convnet", [1])
+    together = _models("convnet", [0, 1, 2])
+    train_classifiers(alone, [1], images, labels, cfg, CPU)
+    train_classifiers(together, [0, 1, 2], images, labels, cfg, CPU, stack="off")
+    sa, sb = alone[0].state_dict(), together[1].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_augmentation_draws_per_image_and_is_seeded():
+    aug = build_augment(32, crop_scale=(0.3, 1.0), crop_size=24, color_jitter=0.4, flip=True)
+    torch.manual_seed(0)
+    one = torch.rand(1, 3, 32, 32)
+    batch = one.expand(8, -1, -1, -1).contiguous()
+    torch.manual_seed(5)
+    out = aug(batch)
+    assert out.shape == (8, 3, 24, 24) and 0 <= out.min() and out.max() <= 1
+    # eight copies of one image get eight different crops/colours
+    assert len({tuple(o.flatten()[:16].tolist()) for o in out}) == 8
+    torch.manual_seed(5)
+    assert torch.equal(aug(batch), out)
+    assert build_augment(32, crop_scale=None, crop_size=None, color_jitter=0, flip=False) is None
+    centre = build_augment(32, crop_scale=None, crop_size=16, color_jitter=0, flip=False)
+    assert torch.allclose(centre(batch), batch[:, :, 8:24, 8:24], atol=1e-5)
+
+
+def test_stacking_policy():
+    assert use_stacking("auto", torch.device("cpu"), 3) is False  # measured slower on CPU
+    assert use_stacking("auto", torch.device("cuda"), 3) is True
+    assert use_stacking("auto", torch.device("cuda"), 1) is False
+    assert use_stacking("on", torch.device("cpu"), 2) is True
+    with pytest.raises(ValueError, match="stack"):
+        use_stacking("sometimes", torch.device("cpu"), 2)
+
+
+def _digits(per_class_train=10, size=16):
+    """sklearn's digits at 16 px: a small train set (IPC-sized) and the rest as test split."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = (x.expand(-1, 3, -1, -1) * 255).round().to(torch.uint8)
+    y = torch.tensor(digits.target)
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(y), generator=g)
+    train = torch.cat([order[y[order] == c][:per_class_train] for c in range(10)])
+    test = order[~torch.isin(order, train)]
+    return x[train], y[train], x[test], y[test]
+
+
+def test_engine_reaches_the_reference_accuracy_within_seed_noise():
+    """The evaluation protocol of the digits default (SGD, multistep, CutMix, RandomResizedCrop),
+    IPC 10 real images, 5 seeds each: the engine's mean test accuracy lies within seed noise of
+    the old per-image CPU loop's."""
+    x, y, tx, ty = _digits()
+    cfg = dict(epochs=60, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
+               schedule="multistep", cutmix_alpha=1.0, crop_scale=[0.5, 1.0], flip=False)
+    seeds = [0, 1, 2, 3, 4]
+    engine, reference = [], []
+    models = _models("convnet", seeds, classes=10)
+    train_classifiers(models, seeds, x, y, TrainConfig.from_dict(cfg), CPU)
+    engine = [accuracy(m, tx, ty, CPU) for m in models]
+    for seed, model in zip(seeds, _models("convnet", seeds, classes=10)):
+        train_classifier_reference(model, x, y, TrainConfig.from_dict({**cfg, "seed": seed}), CPU)
+        reference.append(accuracy(model, tx, ty, CPU))
+    diff = statistics.mean(engine) - statistics.mean(reference)
+    noise = (statistics.variance(engine) / 5 + statistics.variance(reference) / 5) ** 0.5
+    assert statistics.mean(reference) > 0.6  # the protocol learns at all
+    assert abs(diff) <= max(3 * noise, 0.03), (engine, reference)
