@@ -139,3 +139,29 @@ def test_engine_reaches_the_reference_accuracy_within_seed_noise():
     noise = (statistics.variance(engine) / 5 + statistics.variance(reference) / 5) ** 0.5
     assert statistics.mean(reference) > 0.6  # the protocol learns at all
     assert abs(diff) <= max(3 * noise, 0.03), (engine, reference)
+
+
+@pytest.mark.parametrize("stack", ["off", "on"])
+def test_bf16_autocast_path_trains(stack):
+    """The CUDA default (bf16 autocast), exercised on the CPU: stacked and not, losses finite and
+    close to the fp32 runs' (bf16 keeps 8 bits of mantissa)."""
+    images, labels = _images()
+    seeds = [0, 1]
+    fp32 = train_classifiers(_models("resnetap10", seeds), seeds, images, labels, TrainConfig.from_dict(CFG), CPU, stack=stack)
+    bf16_models = _models("resnetap10", seeds)
+    bf16 = train_classifiers(bf16_models, seeds, images, labels, TrainConfig.from_dict({**CFG, "precision": "bf16"}), CPU,
+                             stack=stack)
+    for a, b in zip(fp32, bf16):
+        assert b[0]["loss"] == pytest.approx(a[0]["loss"], rel=0.05)
+    assert all(p.dtype == torch.float32 for m in bf16_models for p in m.parameters())  # master weights stay fp32
+
+
+def test_compiled_stacked_runs_match_eager():
+    """`train.compile` (torch.compile of the vmapped forward) trains the same runs as eager."""
+    images, labels = _images()
+    seeds = [0, 1]
+    eager = train_classifiers(_models("convnet", seeds), seeds, images, labels, TrainConfig.from_dict(CFG), CPU, stack="on")
+    compiled = train_classifiers(_models("convnet", seeds), seeds, images, labels,
+                                 TrainConfig.from_dict({**CFG, "compile": True}), CPU, stack="on")
+    for a, b in zip(eager, compiled):
+        assert [h["loss"] for h in b] == pytest.approx([h["loss"] for h in a], rel=1e-4)
