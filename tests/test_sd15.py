@@ -18,6 +18,14 @@ from detdistill.generators.sd15 import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
+from batching import (  # noqa: E402
+    PROTOTYPES_PER_CLASS,
+    batched_candidates,
+    check_groupings_agree,
+    per_image_candidates,
+    prototype_table,
+    stage_outputs_by_grouping,
+)
 from sd_fixtures import IMAGE_SIZE, LATENT_SIZE, make_tiny_sd  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,6 +203,45 @@ def test_load_generator_dispatches_to_sd15(spec_dir):
         pytest.skip("detdistill.generators.load_generator not there yet")
     gen = generators.load_generator(spec_dir, torch.device("cpu"))
     assert isinstance(gen, StableDiffusionGenerator) and gen.class_names == CLASSES
+
+
+BATCHED = {**STEPS, "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def prototypes(generator):
+    images = torch.rand(3 * PROTOTYPES_PER_CLASS, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
+    return prototype_table(generator, images, [y for y in range(3) for _ in range(PROTOTYPES_PER_CLASS)])
+
+
+def test_candidates_batched_across_images_match_per_image_calls(generator, prototypes):
+    """15 candidate rows of 5 defective images in 3 classes (prompts), in chunks of 4, against one
+    call per defective image: the same float images (max abs diff < 1e-5)."""
+    batched = batched_candidates(generator, prototypes, BATCHED)
+    reference = per_image_candidates(generator, prototypes, BATCHED)
+    assert batched.shape == reference.shape == (15, 3, IMAGE_SIZE, IMAGE_SIZE)
+    assert (batched - reference).abs().max().item() < 1e-5
+
+
+def test_stage_outputs_do_not_depend_on_class_grouping(tmp_path, spec_dir, prototypes, monkeypatch):
+    """All classes in one job write the manifests and PNGs of one job per class (pixels equal up
+    to one rounding step)."""
+    assert check_groupings_agree(stage_outputs_by_grouping(tmp_path, spec_dir, prototypes, BATCHED, monkeypatch)) <= 1
+
+
+def test_speed_options_load_on_cpu_as_float32(spec_dir, caplog):
+    """dtype, channels_last and compile are CUDA settings: on the CPU the pipeline stays float32
+    and uncompiled, says so in the log, and batch_size sets the images per pipeline call."""
+    from detdistill.generators import load_generator
+
+    with pytest.raises(ValueError, match="dtype"):
+        StableDiffusionGenerator.load(spec_dir, "cpu", dtype="float8")
+    with caplog.at_level("INFO", logger="detdistill"):
+        gen = load_generator(spec_dir, torch.device("cpu"), batch_size=7, dtype="bfloat16", channels_last=True, compile_unet=True)
+    assert gen.dtype == torch.float32 and gen.max_batch == 7
+    assert type(gen.pipe.unet).__name__ == "UNet2DConditionModel"  # not compiled
+    assert gen.pipe.unet.conv_in.weight.is_contiguous()
+    assert "uncompiled" in caplog.text
 
 
 def test_benchmark_cpu_tiny_smoke(tmp_path):

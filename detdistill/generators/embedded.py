@@ -374,7 +374,8 @@ class EmbeddedGenerator(Generator):
         return len(self.class_names)
 
     @classmethod
-    def load(cls, path, device) -> "EmbeddedGenerator":
+    def load(cls, path, device, *, batch_size: int | None = None) -> "EmbeddedGenerator":
+        """`batch_size`: images per pipeline call (default the class's `batch_size`)."""
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from safetensors.torch import load_file
 
@@ -388,7 +389,10 @@ class EmbeddedGenerator(Generator):
         embedding = load_file(str(path / "label_embedding.safetensors"))["weight"]
         if embedding.shape[0] != len(meta["class_names"]) + 1:
             raise ValueError(f"{path}: label embedding has {embedding.shape[0]} rows for {len(meta['class_names'])} classes (+1 null)")
-        return cls(vae, unet, scheduler, embedding, meta["class_names"], meta["image_size"], device)
+        generator = cls(vae, unet, scheduler, embedding, meta["class_names"], meta["image_size"], device)
+        if batch_size is not None:
+            generator.batch_size = int(batch_size)
+        return generator
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

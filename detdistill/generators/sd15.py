@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -56,6 +57,11 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "dpmsolver++": ("DPMSolverMultistepScheduler", {}),
     "unipc": ("UniPCMultistepScheduler", {}),
 }
+
+#: `synthesis.dtype` choices on CUDA; the CPU always runs float32
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+log = logging.getLogger("detdistill")
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
 
@@ -192,6 +198,17 @@ def set_scheduler(pipe, name: str | None) -> None:
     pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **overrides)
 
 
+def speed_up(pipe, *, channels_last: bool, compile_unet: bool):
+    """Channels-last UNet and VAE, and a `torch.compile`d UNet (fullgraph): the settings timed by
+    bench/sd_img2img_speed.py. Images stay the same up to half-precision rounding."""
+    if channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    if compile_unet:
+        pipe.unet = torch.compile(pipe.unet, fullgraph=True)
+    return pipe
+
+
 class StableDiffusionGenerator(Generator):
     """Stable Diffusion v1.5 through the stock img2img pipeline, prompted by class name."""
 
@@ -221,14 +238,31 @@ class StableDiffusionGenerator(Generator):
         return self.image_size // 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)
 
     @classmethod
-    def load(cls, path, device) -> "StableDiffusionGenerator":
+    def load(
+        cls,
+        path,
+        device,
+        *,
+        batch_size: int | None = None,
+        dtype: str = "float16",
+        channels_last: bool = True,
+        compile_unet: bool = False,
+    ) -> "StableDiffusionGenerator":
+        """`batch_size`: images per pipeline call (default `max_batch`). On CUDA: half precision
+        `dtype` (a key of DTYPES), channels-last UNet and VAE, optionally a compiled UNet. On the
+        CPU the pipeline stays float32, contiguous and uncompiled whatever is asked."""
         from diffusers import StableDiffusionImg2ImgPipeline
 
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}: expected one of {sorted(DTYPES)}")
         path = Path(path)
         meta = json.loads((path / "generator.json").read_text())
         if meta.get("backend") != BACKEND:
             raise ValueError(f"{path / 'generator.json'}: backend is {meta.get('backend')!r}, not {BACKEND!r}")
         device = torch.device(device)
+        cuda = device.type == "cuda"
+        if not cuda and (compile_unet or channels_last):
+            log.info("sd15 on %s: float32, contiguous, uncompiled (synthesis.compile/channels_last/dtype are for CUDA)", device)
         # the spec may come from another machine: fall back to finding the model again
         weights = Path(meta["weights"])
         if _missing_parts(weights):
@@ -239,14 +273,16 @@ class StableDiffusionGenerator(Generator):
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
-            dtype=torch.float16 if device.type == "cuda" else torch.float32,
+            dtype=DTYPES[dtype] if cuda else torch.float32,
             # without accelerate diffusers falls back anyway, with a warning
             low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None,
         )
         set_scheduler(pipe, meta.get("scheduler"))
         pipe = pipe.to(device)
+        if cuda:
+            speed_up(pipe, channels_last=channels_last, compile_unet=compile_unet)
         pipe.set_progress_bar_config(disable=True)
-        return cls(
+        generator = cls(
             pipe,
             class_names=meta["class_names"],
             image_size=meta["image_size"],
@@ -254,6 +290,9 @@ class StableDiffusionGenerator(Generator):
             negative_prompt=meta.get("negative_prompt"),
             device=device,
         )
+        if batch_size is not None:
+            generator.max_batch = int(batch_size)
+        return generator
 
     def prompt(self, label: int) -> str:
         return self.prompt_template.format(name=self.class_names[label])
