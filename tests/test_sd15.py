@@ -247,7 +247,8 @@ def test_speed_options_load_on_cpu_as_float32(spec_dir, caplog):
 def test_benchmark_cpu_tiny_smoke(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(REPO / "bench" / "sd_img2img_speed.py"), "--tiny", "--device", "cpu", "--threads", "1",
-           "--candidates", "4", "--reference-images", "2", "--steps", "10", "--repeats", "1", "--out", str(out)]
+           "--candidates", "4", "--prototypes", "2", "--batch", "3", "--reference-images", "5", "--steps", "10",
+           "--repeats", "1", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -256,6 +257,10 @@ def test_benchmark_cpu_tiny_smoke(tmp_path):
     assert result["flops"]["unet_forwards_per_image"] == 2 * 8
     assert result["flops"]["unet_forward_batch1"] > 0 and result["flops"]["vae_decode_batch1"] > 0
     assert result["ours"]["images_per_s"] > 0 and result["reference"]["images_per_s"] > 0
+    # 2 prototypes x 4 candidates in chunks of 3 (one chunk straddles the prototypes)
+    assert {k: result["ours"][k] for k in ("batch", "prototypes", "images_per_pass", "calls_per_pass")} == {
+        "batch": 3, "prototypes": 2, "images_per_pass": 8, "calls_per_pass": 3}
     # same weights and seeds, fp32 on both paths: the batched path makes the reference's images
+    # (the first 5: all of the first prototype's candidates and one of the second's)
     assert result["reference"]["max_abs_diff_vs_ours"] < 1e-4
     assert result["peak_share"] is None and "speed-up" in proc.stdout
