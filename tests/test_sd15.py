@@ -152,11 +152,11 @@ def test_encode_shape_and_determinism(generator, latents):
     # the posterior mean, not a sample: the same images give the same latents
     assert torch.equal(generator.encode(images), latents)
     # batched internally, and other sizes are resized first
-    generator.max_batch = 2
+    generator.batch_size = 2
     try:
         assert torch.allclose(generator.encode(images), latents, atol=1e-6)
     finally:
-        del generator.max_batch
+        del generator.batch_size
     assert generator.encode(torch.rand(2, 3, 40, 40)).shape == (2, 4, LATENT_SIZE, LATENT_SIZE)
 
 
@@ -180,12 +180,12 @@ def test_img2img_per_image_reproducible(generator, latents):
         torch.testing.assert_close(batch[i : i + 1], alone, atol=1e-5, rtol=0)
     other_seed = generator.img2img(latents[:1], [0], [99], **STEPS)
     assert not torch.allclose(other_seed, batch[:1], atol=1e-3)
-    # split above max_batch gives the same images
-    generator.max_batch = 2
+    # split above batch_size gives the same images
+    generator.batch_size = 2
     try:
         torch.testing.assert_close(generator.img2img(latents, labels, seeds, **STEPS), batch, atol=1e-5, rtol=0)
     finally:
-        del generator.max_batch
+        del generator.batch_size
 
 
 def test_scheduler_swap(tiny_sd, tmp_path, latents):
@@ -238,7 +238,7 @@ def test_speed_options_load_on_cpu_as_float32(spec_dir, caplog):
         StableDiffusionGenerator.load(spec_dir, "cpu", dtype="float8")
     with caplog.at_level("INFO", logger="detdistill"):
         gen = load_generator(spec_dir, torch.device("cpu"), batch_size=7, dtype="bfloat16", channels_last=True, compile_unet=True)
-    assert gen.dtype == torch.float32 and gen.max_batch == 7
+    assert gen.dtype == torch.float32 and gen.batch_size == 7
     assert type(gen.pipe.unet).__name__ == "UNet2DConditionModel"  # not compiled
     assert gen.pipe.unet.conv_in.weight.is_contiguous()
     assert "uncompiled" in caplog.text

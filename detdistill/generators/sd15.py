@@ -14,14 +14,13 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..io import write_json
-from .base import LATENT_CHANNELS, Generator, check_img2img_args, run_img2img
+from .base import LATENT_CHANNELS, Generator
 
 BACKEND = "sd15"
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -213,7 +212,7 @@ class StableDiffusionGenerator(Generator):
     """Stable Diffusion v1.5 through the stock img2img pipeline, prompted by class name."""
 
     #: images per pipeline call (classifier-free guidance doubles the UNet batch)
-    max_batch: int = 32
+    batch_size: int = 32
 
     def __init__(self, pipe, *, class_names, image_size, prompt_template, negative_prompt, device):
         self.pipe = pipe
@@ -243,14 +242,13 @@ class StableDiffusionGenerator(Generator):
         path,
         device,
         *,
-        batch_size: int | None = None,
         dtype: str = "float16",
         channels_last: bool = True,
         compile_unet: bool = False,
     ) -> "StableDiffusionGenerator":
-        """`batch_size`: images per pipeline call (default `max_batch`). On CUDA: half precision
-        `dtype` (a key of DTYPES), channels-last UNet and VAE, optionally a compiled UNet. On the
-        CPU the pipeline stays float32, contiguous and uncompiled whatever is asked."""
+        """On CUDA: half precision `dtype` (a key of DTYPES), channels-last UNet and VAE, optionally
+        a compiled UNet. On the CPU the pipeline stays float32, contiguous and uncompiled whatever
+        is asked."""
         from diffusers import StableDiffusionImg2ImgPipeline
 
         if dtype not in DTYPES:
@@ -282,7 +280,7 @@ class StableDiffusionGenerator(Generator):
         if cuda:
             speed_up(pipe, channels_last=channels_last, compile_unet=compile_unet)
         pipe.set_progress_bar_config(disable=True)
-        generator = cls(
+        return cls(
             pipe,
             class_names=meta["class_names"],
             image_size=meta["image_size"],
@@ -290,15 +288,12 @@ class StableDiffusionGenerator(Generator):
             negative_prompt=meta.get("negative_prompt"),
             device=device,
         )
-        if batch_size is not None:
-            generator.max_batch = int(batch_size)
-        return generator
 
     def prompt(self, label: int) -> str:
         return self.prompt_template.format(name=self.class_names[label])
 
     @torch.no_grad()
-    def _prompt_embeds(self, labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def condition(self, labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(cond, uncond) text embeddings, each prompt encoded once, alone, and then reused."""
         for y in sorted(set(labels) - self._cond.keys()):
             cond, uncond = self.pipe.encode_prompt(
@@ -318,36 +313,12 @@ class StableDiffusionGenerator(Generator):
             images = images.float() / 255
         size = (self.image_size, self.image_size)
         out = []
-        for i in range(0, len(images), self.max_batch):
-            x = images[i : i + self.max_batch].to(self.device, torch.float32)
+        for i in range(0, len(images), self.batch_size):
+            x = images[i : i + self.batch_size].to(self.device, torch.float32)
             if x.shape[-2:] != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
             mean = self.pipe.vae.encode((x * 2 - 1).to(self.dtype)).latent_dist.mean
             out.append(mean.float().cpu() * self.scaling_factor)
         if not out:
             return torch.empty((0, LATENT_CHANNELS, self.latent_size, self.latent_size))
-        return torch.cat(out)
-
-    @torch.no_grad()
-    def img2img(
-        self,
-        latents: torch.Tensor,
-        labels: Sequence[int],
-        seeds: Sequence[int],
-        *,
-        strength: float,
-        guidance: float,
-        steps: int,
-    ) -> torch.Tensor:
-        labels, seeds = check_img2img_args(latents, labels, seeds, len(self.class_names))
-        out = []
-        for i in range(0, len(labels), self.max_batch):
-            j = i + self.max_batch
-            cond, uncond = self._prompt_embeds(labels[i:j])
-            images = run_img2img(
-                self.pipe, latents[i:j], cond, uncond, seeds[i:j], strength=strength, guidance=guidance, steps=steps
-            )
-            out.append(images.float().cpu())
-        if not out:
-            return torch.empty((0, 3, self.image_size, self.image_size))
         return torch.cat(out)
