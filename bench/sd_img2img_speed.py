@@ -4,13 +4,15 @@
 Two paths over the same random weights (built from the published SD v1.5 architecture, so no
 download is needed; speed does not depend on the weights' values):
 
-* ours: the stock `StableDiffusionImg2ImgPipeline` called the way `detdistill.generators.sd15`
-  calls it (`run_img2img`): all candidates of one prototype in one call, fp16 (or bf16) on CUDA,
-  one seeded generator per image;
+* ours: the stock `StableDiffusionImg2ImgPipeline` called the way the `generate_candidates` stage
+  calls it: `--prototypes` defective images x `--candidates` rows (`detdistill.stages.candidate_rows`)
+  generated in chunks of `--batch` across prototypes (`detdistill.stages.generate_chunks`, through
+  `run_img2img`), fp16 (or bf16) on CUDA, one seeded generator per image; optionally channels-last
+  and compiled (`detdistill.generators.sd15.speed_up`, as `synthesis.channels_last` / `compile`);
 * reference: the same pipeline in fp32 at batch 1, a Python loop over images, as the D4M code does.
 
 Both run 50 steps x strength 0.7 (35 denoising steps), guidance 10 (classifier-free guidance
-doubles the UNet batch), PNDM as in SD v1.5, from one 4-channel prototype latent. A random
+doubles the UNet batch), PNDM as in SD v1.5, from random 4-channel prototype latents. A random
 (77, 768) tensor stands in for the CLIP text encoder's output: the encoder runs once per call,
 not per step, so it is a small part of the cost and is left out of both paths.
 
@@ -20,6 +22,11 @@ an estimate of useful work; elementwise ops and the scheduler are not counted.
 
     python bench/sd_img2img_speed.py                      # CUDA, 256 px, writes bench/measurements/
     python bench/sd_img2img_speed.py --tiny --device cpu  # seconds-long smoke test at tiny size
+    python bench/sd_img2img_speed.py --prototypes 10 --batch 100 --channels-last --compile
+
+JSON `ours`: `seconds_per_call` lists the timed passes (one pass = every prototype's candidates, in
+`calls_per_pass` pipeline calls of at most `batch` images); `images_per_s` = `images_per_pass` /
+median pass. With `--prototypes 1 --batch` = `--candidates` (the defaults) a pass is one call.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import argparse
 import copy
 import datetime
 import json
+import os
 import platform
 import re
 import statistics
@@ -36,12 +44,18 @@ import time
 from pathlib import Path
 
 import diffusers
+import numpy as np
+import pandas as pd
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# no progress bar from the stage's chunk loop (tqdm reads this when imported)
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 from detdistill.generators.base import run_img2img  # noqa: E402
+from detdistill.generators.sd15 import speed_up  # noqa: E402
+from detdistill.stages import candidate_rows, generate_chunks  # noqa: E402
 
 #: unet/config.json of stable-diffusion-v1-5 (860M parameters)
 UNET_SD15 = {
@@ -161,14 +175,9 @@ def derive_pipe(pipe, dtype: torch.dtype, channels_last: bool, compile_unet: boo
     """A copy of `pipe` in `dtype`, optionally channels-last and with a compiled UNet."""
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    unet = copy.deepcopy(pipe.unet).to(dtype)
-    vae = copy.deepcopy(pipe.vae).to(dtype)
-    if channels_last:
-        unet = unet.to(memory_format=torch.channels_last)
-        vae = vae.to(memory_format=torch.channels_last)
     out = StableDiffusionImg2ImgPipeline(
-        vae=vae,
-        unet=unet,
+        vae=copy.deepcopy(pipe.vae).to(dtype),
+        unet=copy.deepcopy(pipe.unet).to(dtype),
         text_encoder=None,
         tokenizer=None,
         scheduler=copy.deepcopy(pipe.scheduler),
@@ -177,9 +186,20 @@ def derive_pipe(pipe, dtype: torch.dtype, channels_last: bool, compile_unet: boo
         requires_safety_checker=False,
     )
     out.set_progress_bar_config(disable=True)
-    if compile_unet:
-        out.unet = torch.compile(out.unet, fullgraph=True)
-    return out
+    return speed_up(out, channels_last=channels_last, compile_unet=compile_unet)
+
+
+class PipeGenerator:
+    """The `Generator.img2img` interface over a bench pipeline and fixed text embeddings, so the
+    stage's own chunking (`generate_chunks`) drives it."""
+
+    def __init__(self, pipe, cond, uncond):
+        self.pipe, self.cond, self.uncond = pipe, cond, uncond
+
+    def img2img(self, latents, labels, seeds, *, strength, guidance, steps):
+        p = next(self.pipe.vae.parameters())
+        c, u = (x.to(p.device, p.dtype).expand(len(seeds), -1, -1) for x in (self.cond, self.uncond))
+        return run_img2img(self.pipe, latents, c, u, seeds, strength=strength, guidance=guidance, steps=steps)
 
 
 class BatchCounter:
@@ -222,7 +242,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="auto", help="cuda, cpu or auto (CUDA when present)")
     ap.add_argument("--tiny", action="store_true", help="tiny UNet/VAE at 32 px: a smoke test, not a benchmark")
     ap.add_argument("--size", type=int, default=None, help="image size in px (default 256; 32 with --tiny)")
-    ap.add_argument("--candidates", type=int, default=20, help="images per prototype = batch of our path")
+    ap.add_argument("--candidates", type=int, default=20, help="candidates per prototype (defective image)")
+    ap.add_argument("--prototypes", type=int, default=1, help="defective images of one job, each with --candidates rows")
+    ap.add_argument("--batch", type=int, default=None, help="images per pipeline call across prototypes (default: --candidates)")
     ap.add_argument("--reference-images", type=int, default=None, help="images of the batch-1 loop (default: --candidates)")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--strength", type=float, default=0.7)
@@ -246,6 +268,8 @@ def main(argv: list[str] | None = None) -> dict:
     size = args.size or (32 if args.tiny else 256)
     dtype = DTYPES[args.dtype or ("fp16" if cuda else "fp32")]
     n_ref = args.reference_images or args.candidates
+    batch = args.batch or args.candidates
+    n_images = args.prototypes * args.candidates
     name = device_name(device)
     peak = args.peak_tflops or (lookup_peak(name) if cuda else None)
     if cuda and peak is None:
@@ -265,47 +289,59 @@ def main(argv: list[str] | None = None) -> dict:
     reference = build_pipe(unet_cfg, vae_cfg, device)
     ours = derive_pipe(reference, dtype, args.channels_last, args.compile)
     gen = torch.Generator().manual_seed(1)
-    prototype = torch.randn(1, 4, latent_hw, latent_hw, generator=gen)
+    prototypes = torch.randn(args.prototypes, 4, latent_hw, latent_hw, generator=gen)
     cond = torch.randn(1, TEXT_TOKENS, text_dim, generator=gen)
     uncond = torch.randn(1, TEXT_TOKENS, text_dim, generator=gen)
     settings = dict(strength=args.strength, guidance=args.guidance, steps=args.steps)
+    # the job's table: every (defective image, candidate) row, seeded as the workflow seeds them
+    table = pd.DataFrame({"label": 0, "prototype_id": np.arange(args.prototypes), "image_id": [f"p{i}" for i in range(args.prototypes)]})
+    table["latent"] = list(prototypes.reshape(args.prototypes, -1).numpy())
+    table["latent_shape"] = [[4, latent_hw, latent_hw]] * args.prototypes
+    rows = candidate_rows(table, table, args.candidates, seed=0)
+    synthesis = {**settings, "batch_size": batch}
 
-    def run(pipe, seeds):
-        p = next(pipe.vae.parameters())
-        n = len(seeds)
-        c, u = (x.to(p.device, p.dtype).expand(n, -1, -1) for x in (cond, uncond))
-        return run_img2img(pipe, prototype.expand(n, -1, -1, -1), c, u, seeds, **settings)
+    def run(pipe, chunk):
+        """One pipeline call on rows of the table."""
+        return next(generate_chunks(PipeGenerator(pipe, cond, uncond), chunk, {**synthesis, "batch_size": len(chunk)}))[1]
+
+    def run_all(pipe):
+        """A pass over the whole table in chunks of `batch`; keeps the first reference images."""
+        kept = [images[: max(0, n_ref - int(chunk.index[0]))].float().cpu()
+                for chunk, images in generate_chunks(PipeGenerator(pipe, cond, uncond), rows, synthesis)]
+        return torch.cat(kept)
 
     # forwards per image, counted on one batch-1 reference image (the same for both paths)
     counters = BatchCounter(reference.unet), BatchCounter(reference.vae.decoder)
-    run(reference, [0])
+    run(reference, rows.iloc[:1])
     unet_per_image, vae_per_image = (c.samples for c in counters)
     for c in counters:
         c.remove()
     unet_flops, vae_flops = forward_flops(reference, latent_hw, text_dim)
     flops_per_image = unet_per_image * unet_flops + vae_per_image * vae_flops
 
-    # ours: one warm-up call (cuDNN autotuning, compilation), then timed calls of the whole batch
-    seeds = list(range(args.candidates))
-    run(ours, seeds)
+    # ours: one warm-up pass (cuDNN autotuning, compilation for each chunk shape), then timed passes
+    run_all(ours)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(args.repeats):
         sync()
         t0 = time.perf_counter()
-        images = run(ours, seeds)
+        images = run_all(ours)
         sync()
         times.append(time.perf_counter() - t0)
     ours_s = statistics.median(times)
     result_ours = {
         "dtype": str(dtype).removeprefix("torch."),
-        "batch": args.candidates,
+        "batch": batch,
+        "prototypes": args.prototypes,
+        "images_per_pass": n_images,
+        "calls_per_pass": -(-n_images // batch),
         "channels_last": args.channels_last,
         "compile": args.compile,
         "seconds_per_call": times,
-        "images_per_s": args.candidates / ours_s,
-        "achieved_tflops": flops_per_image * args.candidates / ours_s / 1e12,
+        "images_per_s": n_images / ours_s,
+        "achieved_tflops": flops_per_image * n_images / ours_s / 1e12,
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
     }
 
@@ -315,11 +351,11 @@ def main(argv: list[str] | None = None) -> dict:
         ref_images = []
         sync()
         t0 = time.perf_counter()
-        for s in range(n_ref):
-            ref_images.append(run(reference, [s]))
+        for i in range(n_ref):
+            ref_images.append(run(reference, rows.iloc[i : i + 1]))
         sync()
         ref_s = time.perf_counter() - t0
-        both = min(n_ref, args.candidates)
+        both = min(n_ref, n_images)
         diff = (torch.cat(ref_images[:both]).float().cpu() - images[:both].float().cpu()).abs().max().item()
         result_ref = {
             "dtype": "float32",
@@ -343,7 +379,8 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else " ".join(["sd_img2img_speed.py", *argv]),
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
                      "cuda": torch.version.cuda if cuda else None},
-        "settings": {"image_size": size, "latent_size": latent_hw, "candidates": args.candidates, **settings,
+        "settings": {"image_size": size, "latent_size": latent_hw, "candidates": args.candidates,
+                     "prototypes": args.prototypes, "batch": batch, **settings,
                      "scheduler": "PNDMScheduler (SD v1.5 config)", "text_embeddings": f"random ({TEXT_TOKENS}, {text_dim})"},
         "flops": {"unet_forward_batch1": unet_flops, "vae_decode_batch1": vae_flops,
                   "unet_forwards_per_image": unet_per_image, "vae_decodes_per_image": vae_per_image,
@@ -371,6 +408,8 @@ def format_table(r: dict) -> str:
             f"{r['settings']['image_size']} px, {r['settings']['steps']} steps x strength {r['settings']['strength']}, "
             f"guidance {r['settings']['guidance']}, {r['flops']['unet_forwards_per_image']} UNet forwards per image, "
             f"{r['flops']['per_image'] / 1e12:.3f} TFLOP per image",
+            f"ours: {r['settings'].get('prototypes', 1)} prototypes x {r['settings']['candidates']} candidates "
+            f"in chunks of {r['ours']['batch']}",
             f"{'path':<12}{'dtype':<10}{'batch':>6}{'img/s':>10}{'TFLOP/s':>10}"]
     for key in ("ours", "reference"):
         x = r[key]

@@ -4,6 +4,7 @@ tests call them directly. Every output is written atomically."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -65,10 +66,20 @@ def prepare_generator(manifest_path, source_cfg: dict, image_size: int, generato
     )
 
 
-def _load_generator(path):
+def _load_generator(path, synthesis_cfg: dict | None = None):
+    """The generator, with the `synthesis` section's speed settings when given (batch size, and for
+    sd15 on CUDA: dtype, channels-last, compile)."""
     from .generators import load_generator
 
-    return load_generator(path, pick_device())
+    cfg = synthesis_cfg or {}
+    return load_generator(
+        path,
+        pick_device(),
+        batch_size=cfg.get("batch_size"),
+        dtype=cfg.get("dtype"),
+        channels_last=cfg.get("channels_last"),
+        compile_unet=cfg.get("compile"),
+    )
 
 
 # --------------------------------------------------------------------------- 3. latents
@@ -102,22 +113,30 @@ def _prototype_latents(rows: pd.DataFrame) -> torch.Tensor:
     return torch.from_numpy(np.stack([np.asarray(v, dtype=np.float32) for v in rows.latent])).reshape(-1, *shape)
 
 
-def _generate(generator, rows: pd.DataFrame, synthesis_cfg: dict) -> torch.Tensor:
-    """img2img for prototype rows (with a `seed` column), in batches."""
-    out = []
-    batch = synthesis_cfg.get("batch_size", 64)
-    for chunk in _chunks(rows, batch):
-        out.append(
-            generator.img2img(
-                _prototype_latents(chunk),
-                chunk.label.tolist(),
-                chunk.seed.tolist(),
-                strength=synthesis_cfg["strength"],
-                guidance=synthesis_cfg["guidance"],
-                steps=synthesis_cfg["steps"],
-            )
+def generate_chunks(generator, rows: pd.DataFrame, synthesis_cfg: dict, desc: str = "generate"):
+    """img2img for prototype rows (`label`, `seed`, `latent`, `latent_shape` columns) in chunks of
+    `synthesis.batch_size` rows, whatever their class or prototype: yields (chunk, images) so only
+    one chunk's images are held at a time. An image depends on its row only (one seeded CPU
+    generator per image), not on the chunk it was made in."""
+    chunks = list(_chunks(rows, synthesis_cfg.get("batch_size", 64)))
+    for chunk in tqdm(chunks, desc=desc, mininterval=5):
+        images = generator.img2img(
+            _prototype_latents(chunk),
+            chunk.label.tolist(),
+            chunk.seed.tolist(),
+            strength=synthesis_cfg["strength"],
+            guidance=synthesis_cfg["guidance"],
+            steps=synthesis_cfg["steps"],
         )
-    return torch.cat(out)
+        yield chunk, images
+
+
+def _write_generated(generator, rows: pd.DataFrame, names: list[str], synthesis_cfg: dict, folder: Path, desc: str) -> None:
+    """Generate the rows' images chunk by chunk, writing each as PNG `folder / name` at once."""
+    rows = rows.assign(file_name=names)
+    for chunk, images in generate_chunks(generator, rows, synthesis_cfg, desc):
+        for image, name in zip(images, chunk.file_name):
+            io.write_png(image, folder / name)
 
 
 def _publish_dir(tmp_dir: Path, out_dir: Path) -> None:
@@ -133,21 +152,30 @@ def _staging_dir(out_dir) -> Path:
 
 
 # --------------------------------------------------------------------------- 5. initial set
-def synthesize_initial(prototypes_path, label: int, generator_dir, synthesis_cfg: dict, seed: int, out_dir) -> None:
-    """One class's initial synthetic images: one per prototype, seeded per image."""
+def _labels(labels) -> list[int]:
+    """The classes of one job: an int or a list of ints (`synthesis.classes_per_job` of them)."""
+    return [int(labels)] if np.ndim(labels) == 0 else sorted(int(y) for y in labels)
+
+
+def synthesize_initial(prototypes_path, labels, generator_dir, synthesis_cfg: dict, seed: int, out_dir) -> None:
+    """The initial synthetic images of one or more classes: one per prototype, seeded per image,
+    generated in chunks of `synthesis.batch_size` across the classes."""
+    labels = _labels(labels)
     prototypes = pd.read_parquet(prototypes_path)
-    rows = prototypes[prototypes.label == label].sort_values("prototype_id").copy()
-    rows["seed"] = [image_seed(seed, label, p, 0) for p in rows.prototype_id]
-    images = _generate(_load_generator(generator_dir), rows, synthesis_cfg)
+    rows = prototypes[prototypes.label.isin(labels)].sort_values(["label", "prototype_id"]).reset_index(drop=True)
+    missing = sorted(set(labels) - set(rows.label))
+    if missing:
+        raise ValueError(f"{prototypes_path}: no prototypes for classes {missing}")
+    rows["seed"] = [image_seed(seed, y, p, 0) for y, p in zip(rows.label, rows.prototype_id)]
+    image_ids = [f"c{y}-p{p:03d}" for y, p in zip(rows.label, rows.prototype_id)]
+    names = [f"{i}.png" for i in image_ids]
     out_dir = Path(out_dir)
     staging = _staging_dir(out_dir)
-    names = [f"proto{p:03d}.png" for p in rows.prototype_id]
-    for image, name in zip(images, names):
-        io.write_png(image, staging / name)
+    _write_generated(_load_generator(generator_dir, synthesis_cfg), rows, names, synthesis_cfg, staging, f"initial classes {labels}")
     manifest = pd.DataFrame(
         {
-            "image_id": [f"c{label}-p{p:03d}" for p in rows.prototype_id],
-            "label": label,
+            "image_id": image_ids,
+            "label": rows.label.to_numpy(),
             "class_name": rows.class_name.to_numpy(),
             "prototype_id": rows.prototype_id.to_numpy(),
             "seed": rows.seed.to_numpy(),
@@ -156,12 +184,17 @@ def synthesize_initial(prototypes_path, label: int, generator_dir, synthesis_cfg
     )
     io.write_parquet(manifest, staging / "manifest.parquet")
     _publish_dir(staging, out_dir)
-    log.info("class %d: %d initial images", label, len(manifest))
+    log.info("classes %s: %d initial images", labels, len(manifest))
+
+
+def _natural_key(path: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
 def read_image_dirs(dirs) -> pd.DataFrame:
-    """Concatenate the manifests of per-class image folders, in a stable order."""
-    frames = [pd.read_parquet(Path(d) / "manifest.parquet") for d in sorted(map(str, dirs))]
+    """Concatenate the manifests of image folders (one per class group), in numeric folder order
+    (part2 before part10), so rows come in label order however the classes were grouped."""
+    frames = [pd.read_parquet(Path(d) / "manifest.parquet") for d in sorted(map(str, dirs), key=_natural_key)]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -258,48 +291,53 @@ def detect_anomalies(scores_path, detector_test_scores_path, beta: float, class_
 
 
 # --------------------------------------------------------------------------- 8. candidates
-def generate_candidates(anomalies_path, prototypes_path, label: int, generator_dir, detector_path, synthesis_cfg: dict, n_candidates: int, seed: int, out_dir) -> None:
-    """`n_candidates` new images per defective image of one class, from its prototype, scored."""
+CANDIDATE_COLUMNS = ["source_image_id", "label", "prototype_id", "candidate_index", "seed", "image_path"]
+
+
+def candidate_rows(defective: pd.DataFrame, prototypes: pd.DataFrame, n_candidates: int, seed: int) -> pd.DataFrame:
+    """One row per (defective image, candidate), in (label, prototype, candidate) order, with the
+    prototype's latent; seeds disjoint from the initial images' (last key 0)."""
+    defective = defective.sort_values(["label", "prototype_id"])
+    n = len(defective)
+    rows = pd.DataFrame(
+        {
+            "source_image_id": np.repeat(defective.image_id.to_numpy(), n_candidates),
+            "label": np.repeat(defective.label.to_numpy(dtype=np.int64), n_candidates),
+            "prototype_id": np.repeat(defective.prototype_id.to_numpy(dtype=np.int64), n_candidates),
+            "candidate_index": np.tile(np.arange(n_candidates, dtype=np.int64), n),
+        }
+    )
+    rows["seed"] = np.array(
+        [image_seed(seed, y, p, 1 + c) for y, p, c in zip(rows.label, rows.prototype_id, rows.candidate_index)], dtype=np.int64
+    )
+    latents = prototypes[["label", "prototype_id", "latent", "latent_shape"]]
+    return rows.merge(latents, on=["label", "prototype_id"], how="left", validate="many_to_one")
+
+
+def generate_candidates(anomalies_path, prototypes_path, labels, generator_dir, detector_path, synthesis_cfg: dict, n_candidates: int, seed: int, out_dir) -> None:
+    """`n_candidates` new images per defective image of one or more classes, from its prototype,
+    scored. All (defective image, candidate) rows of the job are generated in chunks of
+    `synthesis.batch_size`, across images and classes."""
+    labels = _labels(labels)
     anomalies = pd.read_parquet(anomalies_path)
-    defective = anomalies[(anomalies.label == label) & anomalies.defective].sort_values("prototype_id")
-    prototypes = pd.read_parquet(prototypes_path).set_index(["label", "prototype_id"])
+    defective = anomalies[anomalies.label.isin(labels) & anomalies.defective]
+    rows = candidate_rows(defective, pd.read_parquet(prototypes_path), n_candidates, seed)
     out_dir = Path(out_dir)
     staging = _staging_dir(out_dir)
-    frames = []
-    if len(defective):
-        generator = _load_generator(generator_dir)
-        for item in tqdm(list(defective.itertuples(index=False)), desc=f"candidates class {label}", mininterval=5):
-            proto = prototypes.loc[(label, item.prototype_id)]
-            rows = pd.DataFrame(
-                {
-                    "source_image_id": item.image_id,
-                    "label": label,
-                    "prototype_id": item.prototype_id,
-                    "candidate_index": np.arange(n_candidates),
-                    # seeds disjoint from the initial image's (last key 0)
-                    "seed": [image_seed(seed, label, item.prototype_id, 1 + c) for c in range(n_candidates)],
-                    "latent": [proto.latent] * n_candidates,
-                    "latent_shape": [proto.latent_shape] * n_candidates,
-                }
-            )
-            images = _generate(generator, rows, {**synthesis_cfg, "batch_size": n_candidates})
-            names = [f"{item.image_id}-cand{c:02d}.png" for c in range(n_candidates)]
-            for image, name in zip(images, names):
-                io.write_png(image, staging / name)
-            rows["image_path"] = [str(out_dir / n) for n in names]
-            frames.append(rows.drop(columns=["latent", "latent_shape"]))
-    columns = ["source_image_id", "label", "prototype_id", "candidate_index", "seed", "image_path"]
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    if len(table):
+    names = [f"{i}-cand{c:02d}.png" for i, c in zip(rows.source_image_id, rows.candidate_index)]
+    if len(rows):
+        generator = _load_generator(generator_dir, synthesis_cfg)
+        _write_generated(generator, rows, names, synthesis_cfg, staging, f"candidates classes {labels}")
         # score with the real paths resolved inside the staging folder
-        staged = table.assign(image_path=[str(staging / Path(p).name) for p in table.image_path])
-        scored = _score(detector_path, staged)
-        table = scored.assign(image_path=table.image_path.to_numpy())
+        staged = rows.assign(image_path=[str(staging / n) for n in names])[CANDIDATE_COLUMNS]
+        table = _score(detector_path, staged).assign(image_path=[str(out_dir / n) for n in names])
     else:
-        table = table.assign(predicted=pd.Series(dtype="int64"), p_target=pd.Series(dtype="float32"), feature=pd.Series(dtype=object))
+        table = pd.DataFrame(columns=CANDIDATE_COLUMNS).assign(
+            predicted=pd.Series(dtype="int64"), p_target=pd.Series(dtype="float32"), feature=pd.Series(dtype=object)
+        )
     io.write_parquet(table, staging / "manifest.parquet")
     _publish_dir(staging, out_dir)
-    log.info("class %d: %d candidates for %d defective images", label, len(table), len(defective))
+    log.info("classes %s: %d candidates for %d defective images", labels, len(table), len(defective))
 
 
 # --------------------------------------------------------------------------- 9. sets

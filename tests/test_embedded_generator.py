@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from batching import (
+    PROTOTYPES_PER_CLASS,
+    batched_candidates,
+    check_groupings_agree,
+    per_image_candidates,
+    prototype_table,
+    stage_outputs_by_grouping,
+)
 from detdistill.data import digits_manifest, load_digits_images
 from detdistill.generators import load_generator
 from detdistill.generators.embedded import DEFAULT_CONFIG, EmbeddedGenerator, train_embedded_generator
@@ -157,3 +166,32 @@ def test_training_is_seeded_and_replaces_atomically(tmp_path, digits, trained):
     # the old checkpoint folder was replaced as a whole, and no temp folders are left
     assert not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]
+
+
+BATCHED = {"strength": 0.8, "guidance": 3.0, "steps": 5, "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def prototypes(gen, digits):
+    images, labels = digits
+    index = [i for y in range(len(CLASSES)) for i in (labels == y).nonzero().flatten()[:PROTOTYPES_PER_CLASS].tolist()]
+    return prototype_table(gen, images[index], labels[index].tolist())
+
+
+def test_candidates_batched_across_images_match_per_image_calls(gen, prototypes):
+    """15 candidate rows of 5 defective images in 3 classes, in chunks of 4, against one call per
+    defective image: the same float images (max abs diff < 1e-5)."""
+    batched = batched_candidates(gen, prototypes, BATCHED)
+    reference = per_image_candidates(gen, prototypes, BATCHED)
+    assert batched.shape == reference.shape == (15, 3, 32, 32)
+    assert (batched - reference).abs().max().item() < 1e-5
+
+
+def test_stage_outputs_do_not_depend_on_class_grouping(tmp_path, trained, prototypes, monkeypatch):
+    """synthesize_initial / generate_candidates for 3 classes in one job (chunks of 4 across classes)
+    write the manifests and PNGs of one job per class; pixels equal up to one rounding step."""
+    outputs = stage_outputs_by_grouping(tmp_path, trained[0], prototypes, BATCHED, monkeypatch)
+    assert check_groupings_agree(outputs) <= 1
+    initial = outputs["initial", "all"][0]
+    assert initial.image_id.tolist() == [f"c{y}-p{p:03d}" for y in range(3) for p in range(2)]
+    assert [Path(p).name for p in initial.image_path] == [f"{i}.png" for i in initial.image_id]

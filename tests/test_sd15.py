@@ -18,6 +18,14 @@ from detdistill.generators.sd15 import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
+from batching import (  # noqa: E402
+    PROTOTYPES_PER_CLASS,
+    batched_candidates,
+    check_groupings_agree,
+    per_image_candidates,
+    prototype_table,
+    stage_outputs_by_grouping,
+)
 from sd_fixtures import IMAGE_SIZE, LATENT_SIZE, make_tiny_sd  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,11 +152,11 @@ def test_encode_shape_and_determinism(generator, latents):
     # the posterior mean, not a sample: the same images give the same latents
     assert torch.equal(generator.encode(images), latents)
     # batched internally, and other sizes are resized first
-    generator.max_batch = 2
+    generator.batch_size = 2
     try:
         assert torch.allclose(generator.encode(images), latents, atol=1e-6)
     finally:
-        del generator.max_batch
+        del generator.batch_size
     assert generator.encode(torch.rand(2, 3, 40, 40)).shape == (2, 4, LATENT_SIZE, LATENT_SIZE)
 
 
@@ -172,12 +180,12 @@ def test_img2img_per_image_reproducible(generator, latents):
         torch.testing.assert_close(batch[i : i + 1], alone, atol=1e-5, rtol=0)
     other_seed = generator.img2img(latents[:1], [0], [99], **STEPS)
     assert not torch.allclose(other_seed, batch[:1], atol=1e-3)
-    # split above max_batch gives the same images
-    generator.max_batch = 2
+    # split above batch_size gives the same images
+    generator.batch_size = 2
     try:
         torch.testing.assert_close(generator.img2img(latents, labels, seeds, **STEPS), batch, atol=1e-5, rtol=0)
     finally:
-        del generator.max_batch
+        del generator.batch_size
 
 
 def test_scheduler_swap(tiny_sd, tmp_path, latents):
@@ -197,10 +205,50 @@ def test_load_generator_dispatches_to_sd15(spec_dir):
     assert isinstance(gen, StableDiffusionGenerator) and gen.class_names == CLASSES
 
 
+BATCHED = {**STEPS, "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def prototypes(generator):
+    images = torch.rand(3 * PROTOTYPES_PER_CLASS, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
+    return prototype_table(generator, images, [y for y in range(3) for _ in range(PROTOTYPES_PER_CLASS)])
+
+
+def test_candidates_batched_across_images_match_per_image_calls(generator, prototypes):
+    """15 candidate rows of 5 defective images in 3 classes (prompts), in chunks of 4, against one
+    call per defective image: the same float images (max abs diff < 1e-5)."""
+    batched = batched_candidates(generator, prototypes, BATCHED)
+    reference = per_image_candidates(generator, prototypes, BATCHED)
+    assert batched.shape == reference.shape == (15, 3, IMAGE_SIZE, IMAGE_SIZE)
+    assert (batched - reference).abs().max().item() < 1e-5
+
+
+def test_stage_outputs_do_not_depend_on_class_grouping(tmp_path, spec_dir, prototypes, monkeypatch):
+    """All classes in one job write the manifests and PNGs of one job per class (pixels equal up
+    to one rounding step)."""
+    assert check_groupings_agree(stage_outputs_by_grouping(tmp_path, spec_dir, prototypes, BATCHED, monkeypatch)) <= 1
+
+
+def test_speed_options_load_on_cpu_as_float32(spec_dir, caplog):
+    """dtype, channels_last and compile are CUDA settings: on the CPU the pipeline stays float32
+    and uncompiled, says so in the log, and batch_size sets the images per pipeline call."""
+    from detdistill.generators import load_generator
+
+    with pytest.raises(ValueError, match="dtype"):
+        StableDiffusionGenerator.load(spec_dir, "cpu", dtype="float8")
+    with caplog.at_level("INFO", logger="detdistill"):
+        gen = load_generator(spec_dir, torch.device("cpu"), batch_size=7, dtype="bfloat16", channels_last=True, compile_unet=True)
+    assert gen.dtype == torch.float32 and gen.batch_size == 7
+    assert type(gen.pipe.unet).__name__ == "UNet2DConditionModel"  # not compiled
+    assert gen.pipe.unet.conv_in.weight.is_contiguous()
+    assert "uncompiled" in caplog.text
+
+
 def test_benchmark_cpu_tiny_smoke(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(REPO / "bench" / "sd_img2img_speed.py"), "--tiny", "--device", "cpu", "--threads", "1",
-           "--candidates", "4", "--reference-images", "2", "--steps", "10", "--repeats", "1", "--out", str(out)]
+           "--candidates", "4", "--prototypes", "2", "--batch", "3", "--reference-images", "5", "--steps", "10",
+           "--repeats", "1", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -209,6 +257,10 @@ def test_benchmark_cpu_tiny_smoke(tmp_path):
     assert result["flops"]["unet_forwards_per_image"] == 2 * 8
     assert result["flops"]["unet_forward_batch1"] > 0 and result["flops"]["vae_decode_batch1"] > 0
     assert result["ours"]["images_per_s"] > 0 and result["reference"]["images_per_s"] > 0
+    # 2 prototypes x 4 candidates in chunks of 3 (one chunk straddles the prototypes)
+    assert {k: result["ours"][k] for k in ("batch", "prototypes", "images_per_pass", "calls_per_pass")} == {
+        "batch": 3, "prototypes": 2, "images_per_pass": 8, "calls_per_pass": 3}
     # same weights and seeds, fp32 on both paths: the batched path makes the reference's images
+    # (the first 5: all of the first prototype's candidates and one of the second's)
     assert result["reference"]["max_abs_diff_vs_ours"] < 1e-4
     assert result["peak_share"] is None and "speed-up" in proc.stdout

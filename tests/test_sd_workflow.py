@@ -77,7 +77,8 @@ def test_prototypes_and_images_from_sd_vae(sd_run):
     prototypes = pd.read_parquet(base / "ipc10" / "prototypes.parquet")
     assert prototypes.groupby("label").size().tolist() == [IPC] * 3
     assert list(prototypes.latent_shape.iloc[0]) == [4, IMAGE_SIZE // 4, IMAGE_SIZE // 4]
-    initial = pd.read_parquet(base / "ipc10" / "initial" / "class1" / "manifest.parquet")
+    initial = pd.read_parquet(base / "ipc10" / "initial" / "part0" / "manifest.parquet")
+    assert initial.groupby("label").size().tolist() == [IPC] * 3  # classes_per_job 0: one job for all
     with Image.open(sd_run / initial.image_path.iloc[0]) as image:
         assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import snakemake
+from conftest import copy_workflow, snakemake
 
 IPC = 2
 CLASSES = 3
@@ -52,14 +52,17 @@ def test_prototypes_exactly_ipc_per_class(tiny_run):
 
 
 def test_initial_set_images_and_manifest(tiny_run):
-    for label in range(CLASSES):
-        folder = results(tiny_run) / "ipc2" / "initial" / f"class{label}"
-        manifest = pd.read_parquet(folder / "manifest.parquet")
-        assert len(manifest) == IPC and (manifest.label == label).all()
-        assert manifest.seed.nunique() == IPC
-        for path in manifest.image_path:
-            with Image.open(tiny_run / path) as image:
-                assert image.size == (32, 32)
+    # classes_per_job 0: every class in one folder, images named by image id, paths to the final folder
+    folder = results(tiny_run) / "ipc2" / "initial" / "part0"
+    manifest = pd.read_parquet(folder / "manifest.parquet")
+    assert [p.name for p in (results(tiny_run) / "ipc2" / "initial").iterdir()] == ["part0"]
+    assert manifest.label.tolist() == sorted(list(range(CLASSES)) * IPC)
+    assert manifest.groupby("label").seed.nunique().tolist() == [IPC] * CLASSES
+    assert manifest.seed.nunique() == IPC * CLASSES
+    for image_id, path in zip(manifest.image_id, manifest.image_path):
+        assert path == f"results/tiny/ipc2/initial/part0/{image_id}.png"
+        with Image.open(tiny_run / path) as image:
+            assert image.size == (32, 32)
 
 
 def test_anomaly_report(tiny_run):
@@ -77,8 +80,10 @@ def test_anomaly_report(tiny_run):
 
 def test_candidates_for_every_defective_image(tiny_run):
     anomalies = pd.read_parquet(results(tiny_run) / "ipc2" / "anomalies.parquet")
-    frames = [pd.read_parquet(results(tiny_run) / "ipc2" / "candidates" / f"class{c}" / "manifest.parquet") for c in range(CLASSES)]
-    candidates = pd.concat(frames)
+    candidates = pd.read_parquet(results(tiny_run) / "ipc2" / "candidates" / "part0" / "manifest.parquet")
+    assert list(candidates.columns) == ["source_image_id", "label", "prototype_id", "candidate_index", "seed", "image_path",
+                                        "predicted", "p_target", "feature"]
+    assert all((tiny_run / p).is_file() and "/candidates/part0/" in p for p in candidates.image_path)
     assert set(candidates.source_image_id) == set(anomalies.loc[anomalies.defective, "image_id"])
     assert (candidates.groupby("source_image_id").size() == 3).all()
     assert candidates.p_target.between(0, 1).all()
@@ -120,8 +125,10 @@ def test_logs_and_benchmarks(tiny_run):
     assert (tiny_run / "benchmarks" / "train_classifier" / "tiny_detector.tsv").exists()
 
 
-def _planned_jobs(workdir, configfile):
-    out = snakemake(workdir, "results/tiny_ipc2.csv", "-n", "--configfile", configfile).stdout
+def _planned_jobs(workdir, configfile, target="results/tiny_ipc2.csv"):
+    """Job counts of a dry run (`snakemake -n`), by rule."""
+    args = [target, "-n"] + (["--configfile", configfile] if configfile else [])
+    out = snakemake(workdir, *args).stdout
     stats = out[out.index("Job stats:"):]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
 
@@ -152,7 +159,7 @@ def test_changing_beta_reruns_only_downstream_jobs(tiny_run):
     jobs = _planned_jobs(tiny_run, _with_refinement(tiny_run, beta=0.5))
     assert not UPSTREAM & set(jobs), jobs
     assert jobs["detect_anomalies"] == 1
-    assert jobs["generate_candidates"] == CLASSES
+    assert jobs["generate_candidates"] == 1  # classes_per_job 0: one job for every class
     assert jobs["build_refined_set"] == 4
     assert jobs["evaluate"] == 4 * len(MODELS)  # the random subset's evaluations stay
     assert jobs["aggregate_results"] == 1
@@ -163,3 +170,27 @@ def test_changing_top_k_reruns_only_conf_sim(tiny_run):
     assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "aggregate_results"}, jobs
     assert jobs["build_refined_set"] == 1
     assert jobs["evaluate"] == len(MODELS)
+
+
+def _with_classes_per_job(workdir, dataset, configfile, per_job):
+    config = yaml.safe_load((workdir / configfile).read_text()) if configfile else {"datasets": {dataset: {}}}
+    config["datasets"][dataset].setdefault("synthesis", {})["classes_per_job"] = per_job
+    path = workdir / f"per_job{per_job}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path.name
+
+
+@pytest.mark.parametrize(
+    "dataset, target, configfile, classes",
+    [("digits", "results/digits_ipc10.csv", None, 10), ("tiny", "results/tiny_ipc2.csv", "tiny.yaml", CLASSES)],
+)
+def test_synthesis_jobs_per_class_group(tmp_path, dataset, target, configfile, classes):
+    """classes_per_job 0 (the configs' default): one synthesis and one candidates job per IPC;
+    1: one per class; 2: ceil(classes / 2)."""
+    workdir = copy_workflow(tmp_path / "wf")
+    default = _planned_jobs(workdir, configfile, target)
+    assert default["synthesize_initial"] == default["generate_candidates"] == 1, default
+    for per_job, expected in [(1, classes), (2, -(-classes // 2))]:
+        jobs = _planned_jobs(workdir, _with_classes_per_job(workdir, dataset, configfile, per_job), target)
+        assert jobs["synthesize_initial"] == jobs["generate_candidates"] == expected, (per_job, jobs)
+        assert jobs["score_initial"] == jobs["detect_anomalies"] == 1

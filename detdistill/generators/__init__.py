@@ -11,8 +11,12 @@ from .base import Generator
 __all__ = ["Generator", "load_generator"]
 
 
-def load_generator(path, device) -> Generator:
-    """Load the generator checkpoint folder `path` with the backend its `generator.json` names."""
+def load_generator(path, device, *, batch_size: int | None = None, **options) -> Generator:
+    """Load the generator checkpoint folder `path` with the backend its `generator.json` names.
+
+    `batch_size`: images per pipeline call (default: the backend's). `options` (`dtype`,
+    `channels_last`, `compile_unet`; None values left out) go to the sd15 backend's `load` (see
+    `StableDiffusionGenerator.load`); the embedded backend takes none."""
     meta_path = Path(path) / "generator.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} does not exist: `path` must be a generator checkpoint folder")
@@ -20,9 +24,13 @@ def load_generator(path, device) -> Generator:
     if backend == "embedded":
         from .embedded import EmbeddedGenerator
 
-        return EmbeddedGenerator.load(path, device)
-    if backend == "sd15":
+        generator = EmbeddedGenerator.load(path, device)
+    elif backend == "sd15":
         from .sd15 import StableDiffusionGenerator
 
-        return StableDiffusionGenerator.load(path, device)
-    raise ValueError(f"{meta_path}: unknown generator backend {backend!r} (expected 'embedded' or 'sd15')")
+        generator = StableDiffusionGenerator.load(path, device, **{k: v for k, v in options.items() if v is not None})
+    else:
+        raise ValueError(f"{meta_path}: unknown generator backend {backend!r} (expected 'embedded' or 'sd15')")
+    if batch_size is not None:
+        generator.batch_size = int(batch_size)
+    return generator

@@ -54,12 +54,20 @@ class Generator(ABC):
     #: pixel size of generated images (square)
     image_size: int
     device: torch.device
+    #: images per pipeline call (`load_generator` sets it from `synthesis.batch_size`)
+    batch_size: int
+    #: the stock `StableDiffusionImg2ImgPipeline` that `img2img` runs
+    pipe: object
 
     @abstractmethod
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Scaled VAE posterior means of images (N,3,H,W) in [0,1] -> (N,C,h,w)."""
 
     @abstractmethod
+    def condition(self, labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cond, uncond) `prompt_embeds` / `negative_prompt_embeds` of a batch of labels."""
+
+    @torch.no_grad()
     def img2img(
         self,
         latents: torch.Tensor,
@@ -71,5 +79,16 @@ class Generator(ABC):
         steps: int,
     ) -> torch.Tensor:
         """Noise each scaled latent to `strength`, denoise conditioned on its label with
-        classifier-free guidance, decode. One `torch.Generator` per image seeded from `seeds`, so
-        an image does not depend on the batch it was made in. Returns (N,3,H,W) in [0,1] on CPU."""
+        classifier-free guidance, decode, `batch_size` images per pipeline call. One
+        `torch.Generator` per image seeded from `seeds`, so an image does not depend on the batch
+        it was made in. Returns (N,3,H,W) in [0,1] on CPU."""
+        labels, seeds = check_img2img_args(latents, labels, seeds, len(self.class_names))
+        out = []
+        for i in range(0, len(labels), self.batch_size):
+            j = i + self.batch_size
+            cond, uncond = self.condition(labels[i:j])
+            images = run_img2img(self.pipe, latents[i:j], cond, uncond, seeds[i:j], strength=strength, guidance=guidance, steps=steps)
+            out.append(images.float().cpu())
+        if not out:
+            return torch.empty((0, 3, self.image_size, self.image_size))
+        return torch.cat(out)

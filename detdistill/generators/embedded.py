@@ -33,7 +33,7 @@ from torch import nn
 
 from ..device import seed_everything
 from ..io import save_safetensors, write_json
-from .base import LATENT_CHANNELS, Generator, check_img2img_args, run_img2img
+from .base import LATENT_CHANNELS, Generator
 
 BACKEND = "embedded"
 IMAGE_SIZE = 32
@@ -413,29 +413,10 @@ class EmbeddedGenerator(Generator):
             out.append(((self.vae.decode(z).sample + 1) / 2).clamp(0, 1).float().cpu())
         return torch.cat(out)
 
-    @torch.no_grad()
-    def img2img(
-        self,
-        latents: torch.Tensor,
-        labels: Sequence[int],
-        seeds: Sequence[int],
-        *,
-        strength: float,
-        guidance: float,
-        steps: int,
-    ) -> torch.Tensor:
-        labels, seeds = check_img2img_args(latents, labels, seeds, len(self.class_names))
-        out = []
-        null = self.label_embedding[self.null_label]
-        for i in range(0, len(labels), self.batch_size):
-            j = i + self.batch_size
-            cond = self.label_embedding[torch.tensor(labels[i:j], device=self.device)].unsqueeze(1)
-            uncond = null.expand(len(cond), 1, -1)
-            images = run_img2img(self.pipe, latents[i:j], cond, uncond, seeds[i:j], strength=strength, guidance=guidance, steps=steps)
-            out.append(images.float().cpu())
-        if not out:
-            return torch.empty((0, 3, self.image_size, self.image_size))
-        return torch.cat(out)
+    def condition(self, labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labels' embedding rows and the null row, as one-token sequences (N, 1, D)."""
+        cond = self.label_embedding[torch.tensor(labels, device=self.device)].unsqueeze(1)
+        return cond, self.label_embedding[self.null_label].expand(len(cond), 1, -1)
 
     def sample(self, labels: Sequence[int], seeds: Sequence[int], guidance: float, steps: int) -> torch.Tensor:
         """Generate from pure noise: img2img at strength 1 from zero latents."""

@@ -10,7 +10,7 @@ validate(config, schema="../../config/schema.yaml")
 wildcard_constraints:
     dataset="[a-z][a-z0-9_]*",
     ipc="[0-9]+",
-    label="[0-9]+",
+    part="[0-9]+",
     method="|".join(["d4m", "conf", "sim", "conf_sim", "random"]),
     role="detector|judge",
 
@@ -89,22 +89,43 @@ def check_sd_weights(model):
     return _checked_weights[model]
 
 
-def get_initial_dirs(wildcards):
-    return expand(
-        "results/{dataset}/ipc{ipc}/initial/class{label}",
-        dataset=wildcards.dataset,
-        ipc=wildcards.ipc,
-        label=get_labels(wildcards),
-    )
+def get_class_parts(wildcards):
+    """The class groups of the synthesis and candidate jobs, `synthesis.classes_per_job` classes
+    each (0: all classes in one job): part p holds labels [p*k, (p+1)*k)."""
+    labels = get_labels(wildcards)
+    per_job = dataset_config(wildcards)["synthesis"].get("classes_per_job", 0) or len(labels)
+    return [labels[start : start + per_job] for start in range(0, len(labels), per_job)]
 
 
-def get_candidate_dirs(wildcards):
-    return expand(
-        "results/{dataset}/ipc{ipc}/candidates/class{label}",
-        dataset=wildcards.dataset,
-        ipc=wildcards.ipc,
-        label=get_labels(wildcards),
-    )
+def get_part_labels(wildcards):
+    parts = get_class_parts(wildcards)
+    part = int(wildcards.part)
+    if part >= len(parts):
+        raise ValueError(
+            f"part{part} does not exist: datasets.{wildcards.dataset}.synthesis.classes_per_job "
+            f"makes {len(parts)} parts (part0..part{len(parts) - 1})"
+        )
+    return parts[part]
+
+
+def get_part_dirs(step):
+    """An input function listing the class-group folders of `step` (initial, candidates)."""
+
+    def part_dirs(wildcards):
+        return expand(
+            "results/{dataset}/ipc{ipc}/{step}/part{part}",
+            dataset=wildcards.dataset,
+            ipc=wildcards.ipc,
+            step=step,
+            part=range(len(get_class_parts(wildcards))),
+        )
+
+    part_dirs.__name__ = f"get_{step}_dirs"
+    return part_dirs
+
+
+get_initial_dirs = get_part_dirs("initial")
+get_candidate_dirs = get_part_dirs("candidates")
 
 
 def get_synthetic_sets(wildcards):

@@ -5,7 +5,7 @@ setup(snakemake)
 generate_candidates(
     snakemake.input.anomalies,
     snakemake.input.prototypes,
-    int(snakemake.wildcards.label),
+    snakemake.params.labels,
     snakemake.input.generator,
     snakemake.input.detector,
     snakemake.params.synthesis,

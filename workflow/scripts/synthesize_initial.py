@@ -4,7 +4,7 @@ from detdistill.workflow import setup
 setup(snakemake)
 synthesize_initial(
     snakemake.input.prototypes,
-    int(snakemake.wildcards.label),
+    snakemake.params.labels,
     snakemake.input.generator,
     snakemake.params.synthesis,
     snakemake.params.seed,
