@@ -177,7 +177,7 @@ def save_sd_pipeline(
     `dtype` (e.g. fp16) halves the files; the workflow loads them in its own dtype."""
     folder = Path(folder)
     pipe = build_sd_pipeline(unet_cfg, vae_cfg, text_cfg, device=device, seed=seed)
-    if dtype is not None:
+    if dtype not in (None, torch.float32):
         pipe = pipe.to(dtype=dtype)
     pipe.save_pretrained(folder)
     return folder
