@@ -33,6 +33,7 @@ import argparse
 import concurrent.futures
 import copy
 import datetime
+import gc
 import importlib.metadata
 import json
 import logging
@@ -86,13 +87,31 @@ RULE_ORDER = ["prepare_data", "prepare_generator", "encode_latents", "compute_pr
 TARGETS_S = {"without_full_data": 30 * 60, "full_data": 45 * 60}
 #: the fewest rehearsal epochs of a training: the fixed part is fitted from 1 and this many
 MIN_EPOCHS = 2
-#: with --deadline: the calibration's share of the time left, and the seconds kept for the report
-CALIBRATION_SHARE, REPORT_RESERVE_S = 0.4, 30
+#: with --deadline: seconds kept for the calibration run after the main one, and for the report
+CALIBRATION_RESERVE_S, REPORT_RESERVE_S = 120, 30
 #: seconds between asking Snakemake to stop (it cancels its jobs) and killing it
 STOP_GRACE_S = 20
 
 
 # --------------------------------------------------------------------------- 1. dataset
+def cached_build(folder: Path, params: dict, build, what: str) -> dict:
+    """`build(staging)` into a fresh folder that then replaces `folder`, unless `folder` was built
+    with the same `params` (a stamp file in it); an interrupted build leaves no half folder."""
+    params = json.loads(json.dumps(params))  # as read back: lists, not tuples
+    stamp = folder / "rehearsal_build.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == params:
+        log.info("%s: %s already built", what, folder)
+        return params
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    build(staging)
+    (staging / stamp.name).write_text(json.dumps(params))
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return params
+
+
 def class_table() -> pd.DataFrame:
     return pd.read_csv(REPO / CLASSES_FILE, dtype=str)
 
@@ -129,37 +148,30 @@ def build_dataset(root: Path, tiny: bool, seed: int = 0, workers: int | None = N
     else:
         counts, size = IMAGENETTE2_COUNTS, 256
     params = {"wnids": wnids, "counts": counts, "size": size, "seed": seed, "pixels": "class template + noise v1"}
-    params = json.loads(json.dumps(params))  # as read back: lists, not tuples
-    stamp = root / "rehearsal_dataset.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == params:
-        log.info("dataset: %s already built", root)
-        return params
-    staging = root.with_name(root.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    tasks = []
-    for label, (wnid, (n_train, n_val)) in enumerate(zip(wnids, counts)):
-        # file names as in imagenette2: train/<wnid>/<wnid>_<n>.JPEG, val/<wnid>/ILSVRC2012_val_<n>.JPEG
-        for split_index, (split, names) in enumerate([
-            ("train", [f"{wnid}_{i}.JPEG" for i in range(n_train)]),
-            ("val", [f"ILSVRC2012_val_{label * 10**5 + i:08d}.JPEG" for i in range(n_val)]),
-        ]):
-            folder = staging / split / wnid
-            folder.mkdir(parents=True)
-            # chunks of 100 images keep every worker busy to the end
-            for start in range(0, len(names), 100):
-                tasks.append((str(folder), names[start : start + 100], label, split_index, size, seed))
-    total = sum(a + b for a, b in counts)
-    log.info("dataset: writing %d %d px JPEGs (%d classes) to %s", total, size, len(wnids), root)
-    with concurrent.futures.ProcessPoolExecutor(workers or os.cpu_count()) as pool:
-        done = 0
-        for n in pool.map(_write_images, tasks):
-            done += n
-            if done % 2000 < n:
-                log.info("dataset: %d / %d images", done, total)
-    (staging / stamp.name).write_text(json.dumps(params))
-    shutil.rmtree(root, ignore_errors=True)
-    staging.rename(root)
-    return params
+
+    def build(staging: Path) -> None:
+        tasks = []
+        for label, (wnid, (n_train, n_val)) in enumerate(zip(wnids, counts)):
+            # file names as in imagenette2: train/<wnid>/<wnid>_<n>.JPEG, val/<wnid>/ILSVRC2012_val_<n>.JPEG
+            for split_index, (split, names) in enumerate([
+                ("train", [f"{wnid}_{i}.JPEG" for i in range(n_train)]),
+                ("val", [f"ILSVRC2012_val_{label * 10**5 + i:08d}.JPEG" for i in range(n_val)]),
+            ]):
+                folder = staging / split / wnid
+                folder.mkdir(parents=True)
+                # chunks of 100 images keep every worker busy to the end
+                for start in range(0, len(names), 100):
+                    tasks.append((str(folder), names[start : start + 100], label, split_index, size, seed))
+        total = sum(a + b for a, b in counts)
+        log.info("dataset: writing %d %d px JPEGs (%d classes) to %s", total, size, len(wnids), root)
+        with concurrent.futures.ProcessPoolExecutor(workers or os.cpu_count()) as pool:
+            done = 0
+            for n in pool.map(_write_images, tasks):
+                done += n
+                if done % 2000 < n:
+                    log.info("dataset: %d / %d images", done, total)
+
+    return cached_build(root, params, build, "dataset")
 
 
 # --------------------------------------------------------------------------- 2. generator
@@ -174,25 +186,19 @@ def build_generator(folder: Path, tiny: bool) -> dict:
     dtype = "float32" if tiny else "float16"
     params = {"unet": configs[0], "vae": configs[1], "text_encoder": configs[2], "dtype": dtype,
               "tokenizer": "character-level CLIP BPE vocabulary (bench/sd_shapes.py)", "weights": "random, seed 0"}
-    params = json.loads(json.dumps(params))
-    stamp = folder / "rehearsal_generator.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == params:
-        log.info("generator: %s already built", folder)
-        return params
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    # random initialisation of 1.1 B parameters is much faster on the GPU
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    log.info("generator: building %s random weights on %s into %s", "tiny" if tiny else "SD-v1.5-shaped", device, folder)
-    # the cast's "modules that should be kept in float32: []" notice says nothing here
-    diffusers.utils.logging.set_verbosity_error()
-    save_sd_pipeline(staging, *configs, dtype=getattr(torch, dtype), device=device)
-    (staging / stamp.name).write_text(json.dumps(params))
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    return params
+
+    def build(staging: Path) -> None:
+        # random initialisation of 1.1 B parameters is much faster on the GPU
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        log.info("generator: building %s random weights on %s into %s", "tiny" if tiny else "SD-v1.5-shaped", device, folder)
+        # the cast's "modules that should be kept in float32: []" notice says nothing here
+        diffusers.utils.logging.set_verbosity_error()
+        save_sd_pipeline(staging, *configs, dtype=getattr(torch, dtype), device=device)
+        if device == "cuda":  # hand the weights' memory back before the workflow's jobs start
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    return cached_build(folder, params, build, "generator")
 
 
 # --------------------------------------------------------------------------- 3. config
@@ -333,7 +339,7 @@ def job_kind(rule: str, job: str, dataset: str, models: list[str]) -> str | None
 
 
 def training_work(results: Path, rule: str, job: str, dataset: str, kind: str) -> tuple[int, int] | None:
-    """(epochs, images trained on) of a training job, from its artifacts."""
+    """(epochs, images trained on) of a finished training job, from its artifacts."""
     base = results / dataset
     if rule == "train_classifier":
         path = base / "classifiers" / kind / "metrics.json"
@@ -376,83 +382,97 @@ def generated_images(results: Path, rule: str) -> tuple[str, int | None] | None:
 def fit_fixed(main: pd.DataFrame, calibration: pd.Series | None) -> dict:
     """Two points per job kind: the calibration job at 1 epoch (wall W1, E1 = 1) and the rehearsal's
     jobs (mean wall W, E epochs) give seconds per epoch c = (W - W1) / (E - E1) and a fixed part
-    F = W1 - E1 c, kept within [0, the shortest rehearsal job]. Without a calibration job F = 0:
-    everything is scaled, an upper bound."""
+    F = W1 - E1 c. If c <= 0 the training is too short to resolve against the jobs' noise: F = W1,
+    which leaves next to nothing to scale. Without a calibration job F = 0: everything is scaled,
+    an upper bound."""
     epochs, wall = int(main.epochs.iloc[0]), float(main.seconds.mean())
     if calibration is None:
         return {"fixed_s": 0.0, "method": "no calibration job: nothing subtracted (upper bound)"}
     w1, e1 = float(calibration.seconds), int(calibration.epochs)
-    per_epoch = max(0.0, (wall - w1) / (epochs - e1)) if epochs > e1 else 0.0
-    fixed = min(max(w1 - e1 * per_epoch, 0.0), float(main.seconds.min()))
-    return {"fixed_s": fixed, "method": f"fit: {e1} epoch {w1:.1f} s, {epochs} epochs {wall:.1f} s (mean of {len(main)})"}
+    per_epoch = (wall - w1) / (epochs - e1) if epochs > e1 else 0.0
+    note = "" if per_epoch > 0 else "; training not resolved (not slower than the calibration): not scaled"
+    fixed = max(w1 - e1 * max(per_epoch, 0.0), 0.0)
+    return {"fixed_s": fixed, "method": f"fit: {e1} epoch {w1:.1f} s, {epochs} epochs {wall:.1f} s (mean of {len(main)}){note}"}
 
 
-def measure(workdir: Path, paper: dict, models: list[str], run_seconds: float, serial: bool) -> dict:
+#: the fields of a stage row, in the JSON's order
+STAGE_FIELDS = ["stage", "rule", "kind", "jobs", "wall_s", "images", "what", "images_per_s", "epochs", "paper_epochs",
+                "fixed_s_per_job", "fixed_method", "train_s", "train_images_per_s", "projected_s", "projection"]
+
+
+def stage_row(**fields) -> dict:
+    return {**dict.fromkeys(STAGE_FIELDS), **fields}
+
+
+def training_stages(rule: str, group: pd.DataFrame, calib: pd.DataFrame, results: Path, models: list[str], paper: dict) -> list[dict]:
+    """One row per role or model of a training rule: measured, and projected to the paper's epochs
+    as fixed part + (wall - fixed part) x paper epochs / rehearsal epochs, per job."""
+    rows = []
+    kinds = [job_kind(rule, j, DATASET, models) for j in group.job]
+    for kind, sub in group.assign(kind=kinds).groupby("kind", sort=True):
+        work = [training_work(results, rule, j, DATASET, kind) for j in sub.job]
+        sub = sub.assign(epochs=[w[0] if w else np.nan for w in work], images=[w[1] if w else np.nan for w in work])
+        sub = sub.dropna(subset=["epochs"])  # jobs stopped by the deadline left no artifact
+        if sub.empty:
+            continue
+        cal = calib[(calib.rule == rule) & np.array([job_kind(rule, j, CALIBRATION, models) == kind for j in calib.job], dtype=bool)]
+        cal_work = training_work(results, rule, cal.job.iloc[0], CALIBRATION, kind) if len(cal) else None
+        fit = fit_fixed(sub, pd.Series({"seconds": cal.seconds.iloc[0], "epochs": cal_work[0]}) if cal_work else None)
+        epochs, paper_epochs_ = int(sub.epochs.iloc[0]), paper[(rule, kind)]
+        # no job's fixed part exceeds its wall time
+        fixed = np.minimum(fit["fixed_s"], sub.seconds.to_numpy())
+        wall, n, images = float(sub.seconds.sum()), len(sub), int(sub.images.sum())
+        train_s = wall - float(fixed.sum())
+        rows.append(stage_row(
+            stage=f"{rule} ({kind})", rule=rule, kind=kind, jobs=n, wall_s=wall, images=images,
+            what="images trained on (train images x epochs x seeds)", images_per_s=images / wall,
+            epochs=epochs, paper_epochs=paper_epochs_, fixed_s_per_job=float(fixed.mean()), fixed_method=fit["method"],
+            train_s=train_s, train_images_per_s=images / train_s if train_s > 0 else None,
+            projected_s=float(fixed.sum()) + train_s * paper_epochs_ / epochs, projection="projected",
+        ))
+    return rows
+
+
+def measure(workdir: Path, paper: dict, models: list[str], main_run: dict, serial: bool) -> dict:
     """Per stage: jobs, wall seconds, images and images/s; training stages projected to the
     paper's epochs with the fitted fixed part; totals against the issue's targets."""
     results = workdir / "results"
     jobs = job_table(workdir / "benchmarks", DATASET)
     calib = job_table(workdir / "benchmarks", CALIBRATION)
-    targets_epochs = paper_epochs(paper)
     stages = []
     order = {rule: i for i, rule in enumerate(RULE_ORDER)}
     for rule in sorted(jobs.rule.unique(), key=lambda r: (order.get(r, len(order)), r)):
         group = jobs[jobs.rule == rule]
-        group = group.assign(kind=[job_kind(rule, j, DATASET, models) for j in group.job])
         if rule in ("train_classifier", "evaluate", "evaluate_full"):
-            for kind, sub in group.groupby("kind", sort=True):
-                work = [training_work(results, rule, j, DATASET, kind) for j in sub.job]
-                sub = sub.assign(epochs=[w[0] if w else np.nan for w in work], images=[w[1] if w else np.nan for w in work]).dropna(subset=["epochs"])
-                if sub.empty:
-                    continue
-                cal = calib[calib.rule == rule]
-                cal = cal[[job_kind(rule, j, CALIBRATION, models) == kind for j in cal.job]]
-                cal_row = None
-                if len(cal):
-                    cal_work = training_work(results, rule, cal.job.iloc[0], CALIBRATION, kind)
-                    cal_row = pd.Series({"seconds": cal.seconds.iloc[0], "epochs": cal_work[0]}) if cal_work else None
-                fit = fit_fixed(sub, cal_row)
-                epochs, paper_e = int(sub.epochs.iloc[0]), targets_epochs.get((rule, kind))
-                wall, n, images = float(sub.seconds.sum()), len(sub), int(sub.images.sum())
-                train_s = wall - n * fit["fixed_s"]
-                stages.append({
-                    "stage": f"{rule} ({kind})", "rule": rule, "kind": kind, "jobs": n, "wall_s": wall,
-                    "images": images, "what": "images trained on (train images x epochs x seeds)",
-                    "images_per_s": images / wall, "epochs": epochs, "paper_epochs": paper_e,
-                    "fixed_s_per_job": fit["fixed_s"], "fixed_method": fit["method"], "train_s": train_s,
-                    "train_images_per_s": images / train_s if train_s > 0 else None,
-                    "projected_s": n * fit["fixed_s"] + train_s * paper_e / epochs,
-                    "projection": "projected",
-                })
-        else:
-            counted = generated_images(results, rule)
-            what, images = counted if counted else (None, None)
-            wall = float(group.seconds.sum())
-            stages.append({
-                "stage": rule, "rule": rule, "kind": None, "jobs": len(group), "wall_s": wall, "images": images,
-                "what": what, "images_per_s": images / wall if images else None, "epochs": None, "paper_epochs": None,
-                "fixed_s_per_job": None, "fixed_method": None, "train_s": None, "train_images_per_s": None,
-                "projected_s": wall, "projection": "as measured (the paper's work already)",
-            })
+            stages += training_stages(rule, group, calib, results, models, paper_epochs(paper))
+            continue
+        what, images = generated_images(results, rule) or (None, None)
+        wall = float(group.seconds.sum())
+        stages.append(stage_row(
+            stage=rule, rule=rule, jobs=len(group), wall_s=wall, images=images, what=what,
+            images_per_s=images / wall if images else None, projected_s=wall, projection="as measured (the paper's work already)",
+        ))
     # rules without benchmark files (light ones) and Snakemake itself: the run's wall time minus
     # its jobs', when jobs ran one at a time; with parallel jobs it cannot be told apart
+    run_seconds = main_run["seconds"]
     other = max(0.0, run_seconds - float(jobs.seconds.sum())) if serial and len(jobs) else 0.0
-    stages.append({
-        "stage": "other (rules without benchmark files, Snakemake)" if serial else "other (not measurable: jobs ran in parallel)", "rule": None, "kind": None, "jobs": None,
-        "wall_s": other, "images": None, "what": None, "images_per_s": None, "epochs": None, "paper_epochs": None,
-        "fixed_s_per_job": None, "fixed_method": None, "train_s": None, "train_images_per_s": None,
-        "projected_s": other, "projection": "as measured",
-    })
+    stages.append(stage_row(
+        stage="other (rules without benchmark files, Snakemake)" if serial else "other (not measurable: jobs ran in parallel)",
+        wall_s=other, projected_s=other, projection="as measured",
+    ))
     full = sum(s["projected_s"] for s in stages if s["rule"] == "evaluate_full")
     rest = sum(s["projected_s"] for s in stages if s["rule"] != "evaluate_full")
+    # a stopped or failed run lacks stages: its totals are no verdict
+    complete = main_run["returncode"] == 0
     totals = {
+        "complete": complete,
         "rehearsal_run_s": run_seconds,
         "projected_without_full_data_s": rest,
         "projected_full_data_s": full,
         "target_without_full_data_s": TARGETS_S["without_full_data"],
         "target_full_data_s": TARGETS_S["full_data"],
-        "meets_without_full_data": rest <= TARGETS_S["without_full_data"],
-        "meets_full_data": full <= TARGETS_S["full_data"],
+        "meets_without_full_data": rest <= TARGETS_S["without_full_data"] if complete else None,
+        "meets_full_data": full <= TARGETS_S["full_data"] if complete else None,
     }
     anomalies = results / DATASET / f"ipc{IPC}" / "anomalies.parquet"
     flagged = None
@@ -513,22 +533,26 @@ def markdown(report: dict) -> str:
         f"- snakemake: `{report['runs']['main']['command']}` (calibration: `{report['runs']['calibration']['command'] if report['runs'].get('calibration') else 'skipped'}`)",
         f"- data: ImageNette-shaped, {report['dataset']['train_images']:,} train / {report['dataset']['val_images']:,} val images, "
         f"{report['dataset']['size']} px, {len(report['dataset']['wnids'])} classes (synthetic class-dependent pixels)",
-        f"- generator: SD-v1.5-shaped random weights ({report['generator']['dtype']}), character-level tokenizer",
+        f"- generator: {'tiny SD-shaped' if report['tiny'] else 'SD-v1.5-shaped (UNet, VAE, CLIP text encoder)'} random weights "
+        f"({report['generator']['dtype']}), character-level tokenizer",
         f"- epoch scale: {report['epoch_scale']} of config/imagenette.yaml's epochs (at least {MIN_EPOCHS})",
+        f"- preparation (dataset and weights, cached when built before): {report['prepare_s']:.0f} s; calibration run: "
+        + (f"{report['runs']['calibration']['seconds']:.0f} s" if report["runs"].get("calibration") else "skipped"),
         f"- rehearsal run (`{TARGET}`): **{t['rehearsal_run_s']:.0f} s ({t['rehearsal_run_s'] / 60:.1f} min)**"
         + (" (stopped by the time budget: incomplete)" if report["runs"]["main"]["stopped_by_budget"] else "")
         + (f" (snakemake exit {report['runs']['main']['returncode']})" if report["runs"]["main"]["returncode"] else ""),
     ]
     if report["flagged"]:
         head.append(f"- anomalies: {report['flagged']['flagged']} of {report['flagged']['initial_images']} initial images flagged "
-                    "(random weights make noise images, so nearly all: the candidate stage's upper bound)")
+                    f"(x {report['config'][DATASET]['refinement']['n_candidates']} candidates each; random weights make noise images, "
+                    "so the share differs from the real model's)")
     rows = ["| stage | jobs | wall s | images | img/s | epochs: rehearsal -> paper | fixed s/job | training img/s | **projected s** |",
             "|---|---|---|---|---|---|---|---|---|"]
     for s in report["stages"]:
         epochs = f"{s['epochs']} -> {s['paper_epochs']}" if s["epochs"] is not None else ""
         rows.append(f"| {s['stage']} | {_fmt(s['jobs'])} | {_fmt(s['wall_s'], 1)} | {_fmt(s['images'])} | {_fmt(s['images_per_s'], 1)} "
                     f"| {epochs} | {_fmt(s['fixed_s_per_job'], 1)} | {_fmt(s['train_images_per_s'], 0)} | {_fmt(s['projected_s'], 0)} |")
-    verdict = {True: "meets", False: "misses"}
+    verdict = {True: "meets", False: "misses", None: "no verdict: the run is incomplete"}
     totals = [
         "## Projected at the paper's epochs" + (" (jobs one at a time, as in this run)" if report["serial"] else ""),
         "",
@@ -545,12 +569,14 @@ def markdown(report: dict) -> str:
         f"(dataset `{CALIBRATION}`) and the rehearsal's jobs; projected = fixed + (wall - fixed) x paper epochs /",
         "rehearsal epochs. Generation, encoding and the other stages already do the paper's work and are projected as",
         "measured. Images/s is images over the stage's wall time; training img/s is over its training part only.",
+        "Jobs ran one at a time, so the sums are serial times; jobs run concurrently would shorten them." if report["serial"] else
+        "Jobs ran in parallel here, so the sums exceed the run's wall time and the projection is not a run time.",
+        "",
+        "The fits (calibration job at 1 epoch, the rehearsal's jobs):",
+        "",
     ]
-    if report["serial"]:
-        method.append("Jobs ran one at a time, so the sums are serial times; jobs run concurrently would shorten them.")
-    else:
-        method.append("Jobs ran in parallel here, so the sums exceed the run's wall time and the projection is not a run time.")
-    return "\n".join([*head, "", *rows, "", *totals, "", *method, ""])
+    fits = [f"- {s['stage']}: {s['fixed_method']}" for s in report["stages"] if s["fixed_method"]]
+    return "\n".join([*head, "", *rows, "", *totals, "", *method, *fits, ""])
 
 
 def write_logs_archive(path: Path, workdir: Path) -> None:
@@ -565,7 +591,7 @@ def write_logs_archive(path: Path, workdir: Path) -> None:
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--tiny", action="store_true", help="CPU smoke test: 3 classes, 12+4 images each at 32 px, tiny SD-shaped model")
+    ap.add_argument("--tiny", action="store_true", help="CPU smoke test: 2 classes, 12+4 images each at 32 px, tiny SD-shaped model")
     ap.add_argument("--epoch-scale", type=float, default=None, help="factor on every training's epochs (default 0.01; --tiny 0.001)")
     ap.add_argument("--workdir", type=Path, default=REPO / "data" / "rehearsal", help="dataset, weights (both cached) and the run (ignored by git)")
     ap.add_argument("--out-dir", type=Path, default=REPO / "bench" / "measurements", help="where rehearsal_<device>.json/.md go")
@@ -590,21 +616,22 @@ def main(argv: list[str] | None = None) -> dict:
     calibration = calibration_settings(settings)
     run_dir = copy_workflow(workdir / "run")
     (run_dir / "rehearsal.yaml").write_text(yaml.safe_dump({"datasets": {DATASET: settings, CALIBRATION: calibration}}, sort_keys=False))
-    log.info("prepared in %.0f s: config %s", time.perf_counter() - started, run_dir / "rehearsal.yaml")
+    prepare_s = time.perf_counter() - started
+    log.info("prepared in %.0f s: config %s", prepare_s, run_dir / "rehearsal.yaml")
     if args.prepare_only:
         return {}
 
-    def budget(share: float = 1.0) -> float | None:
+    def budget(reserve: float = 0.0) -> float | None:
         if args.deadline is None:
             return None
-        left = args.deadline - (time.perf_counter() - started) - REPORT_RESERVE_S - STOP_GRACE_S
-        return max(30.0, share * left)
+        return max(30.0, args.deadline - (time.perf_counter() - started) - REPORT_RESERVE_S - STOP_GRACE_S - reserve)
 
-    runs = {"calibration": None}
+    # the main run first: its time is the rehearsal's answer; a calibration cut short by the
+    # deadline leaves some job kinds without a fitted fixed part (they are then scaled whole)
+    runs = {"main": run_snakemake(run_dir, [TARGET], args, run_dir / "snakemake_main.log", budget(CALIBRATION_RESERVE_S)),
+            "calibration": None}
     if not args.skip_calibration:
-        # first: short, and if the main run is then stopped by the deadline its finished stages still get a fit
-        runs["calibration"] = run_snakemake(run_dir, calibration_targets(settings), args, run_dir / "snakemake_calibration.log", budget(CALIBRATION_SHARE))
-    runs["main"] = run_snakemake(run_dir, [TARGET], args, run_dir / "snakemake_main.log", budget())
+        runs["calibration"] = run_snakemake(run_dir, calibration_targets(settings), args, run_dir / "snakemake_calibration.log", budget())
 
     device, slug = machine()
     serial = args.cores == 1  # jobs one at a time: their walls add up to the run
@@ -620,10 +647,11 @@ def main(argv: list[str] | None = None) -> dict:
         "epoch_scale": scale,
         "dataset": {**dataset, "train_images": sum(c[0] for c in dataset["counts"]), "val_images": sum(c[1] for c in dataset["counts"])},
         "generator": {k: generator[k] for k in ("dtype", "tokenizer", "weights")},
+        "prepare_s": prepare_s,
         "runs": runs,
         "config": {DATASET: settings, CALIBRATION: calibration},
         "serial": serial,
-        **measure(run_dir, paper, models, runs["main"]["seconds"], serial),
+        **measure(run_dir, paper, models, runs["main"], serial),
     }
     name = f"rehearsal_{slug}{'_tiny' if args.tiny else ''}"
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -101,3 +101,20 @@ def test_markdown_names_machine_command_and_labels_projections(rehearsal):
         assert f"| {s['stage']} |" in text
     assert text in stdout  # printed as well
     assert (out / "logs.tar.gz").stat().st_size > 0
+
+
+def test_fixed_part_is_fitted_from_one_epoch_and_the_rehearsal(monkeypatch):
+    """Hand-made walls: 1 epoch 5 s, 20 epochs 12 s -> 7/19 s per epoch, fixed part 5 - 7/19 s."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import pandas as pd
+    from rehearsal import fit_fixed
+
+    main = pd.DataFrame({"seconds": [11.5, 12.5], "epochs": [20, 20]})
+    fit = fit_fixed(main, pd.Series({"seconds": 5.0, "epochs": 1}))
+    assert fit["fixed_s"] == pytest.approx(5 - 7 / 19)
+    # at 2000 epochs a job takes fixed + 2000 x 7/19 s
+    per_job = fit["fixed_s"] + (12 - fit["fixed_s"]) * 2000 / 20
+    assert per_job == pytest.approx(fit["fixed_s"] + 2000 * 7 / 19)
+    # training too short to resolve: the calibration's wall is all fixed; no calibration: nothing is
+    assert fit_fixed(main, pd.Series({"seconds": 13.0, "epochs": 1}))["fixed_s"] == 13.0
+    assert fit_fixed(main, None)["fixed_s"] == 0.0
