@@ -2,8 +2,8 @@
 """Rehearse the paper's ImageNette target at a fraction of its epochs and project the full run.
 
 One command builds an ImageNette-shaped dataset (the imagenette2 folder layout, the 10 wnids of
-resources/classes/imagenette.csv, imagenette2's 9,469 train / 3,925 val images per class counts,
-256 px JPEGs with class-dependent synthetic pixels) and a Stable-Diffusion-v1.5-shaped generator
+resources/classes/imagenette.csv, imagenette2's per-class counts of its 9,469 train / 3,925 val
+images, 256 px JPEGs with class-dependent synthetic pixels) and a Stable-Diffusion-v1.5-shaped generator
 (the published UNet, VAE and CLIP text encoder configs, random fp16 weights, a character-level
 tokenizer, saved as a local diffusers folder like the real model), then runs the real workflow
 target `results/rehearsal_ipc10.csv` through Snakemake with config/imagenette.yaml's settings and
@@ -18,10 +18,11 @@ wall seconds, images processed and images/s, and the time projected at the paper
   same training jobs are also run at 1 epoch (a calibration dataset `rehearsal1ep`), and the two
   points (1 epoch, the rehearsal's epochs) give per job kind the seconds per epoch c and the fixed
   part F = wall(1 epoch) - c. Projected = F + (wall - F) x paper epochs / rehearsal epochs.
+  The calibration runs after the target, so that a --deadline cuts it rather than the target.
 * generation, encoding and the other stages already do the paper's work: projected as measured.
 
 Writes bench/measurements/rehearsal_<device>.json and .md (`--out-dir`). `--tiny` is a CPU smoke
-test of the whole path (3 classes, a few 32 px images, a tiny SD-shaped model): not a benchmark.
+test of the whole path (2 classes, a few 32 px images, a tiny SD-shaped model): not a benchmark.
 
     python bench/rehearsal.py                          # on a GPU machine (see bench/README.md)
     python bench/rehearsal.py --tiny --cores 2 --gpus 2  # CPU smoke test, a few minutes
@@ -215,7 +216,9 @@ def ipc_epochs(evaluation: dict, ipc: int, model: str) -> int:
     return max(1, round(epochs * evaluation.get("model_epoch_scale", {}).get(model, 1.0)))
 
 
-def full_epochs(evaluation: dict, model: str) -> int:
+def full_epochs(evaluation: dict, model: str | None = None) -> int:
+    """Epochs of the full-data evaluation: `full_epochs` (else train.epochs) x model_epoch_scale
+    (none for model None)."""
     epochs = evaluation.get("full_epochs") or evaluation["train"]["epochs"]
     return max(1, round(epochs * evaluation.get("model_epoch_scale", {}).get(model, 1.0)))
 
@@ -239,7 +242,7 @@ def rehearsal_settings(paper: dict, data_root: Path, weights: Path, epoch_scale:
         cfg[role]["train"]["epochs"] = max(MIN_EPOCHS, round(paper[role]["train"]["epochs"] * epoch_scale))
     evaluation = cfg["evaluation"]
     evaluation["epoch_scale"] = paper["evaluation"].get("epoch_scale", 1.0) * epoch_scale
-    evaluation["full_epochs"] = max(MIN_EPOCHS, round((paper["evaluation"].get("full_epochs") or paper["evaluation"]["train"]["epochs"]) * epoch_scale))
+    evaluation["full_epochs"] = max(MIN_EPOCHS, round(full_epochs(paper["evaluation"]) * epoch_scale))
     if tiny:
         wnids = class_table().wnid.tolist()[:TINY_CLASSES]
         cfg["source"]["classes"] = wnids
@@ -324,7 +327,8 @@ def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, l
     seconds = time.perf_counter() - start
     if proc.returncode and not stopped:
         log.error("snakemake failed (exit %d); the end of %s:\n%s", proc.returncode, log_path, "".join(open(log_path).readlines()[-60:]))
-    return {"command": shlex.join(["snakemake", *cmd[3:]]), "seconds": seconds, "returncode": proc.returncode, "stopped_by_budget": stopped}
+    return {"command": shlex.join(["snakemake", *cmd[3:]]), "seconds": seconds, "returncode": proc.returncode,
+            "stopped_by_budget": stopped}
 
 
 # --------------------------------------------------------------------------- 5. measure
@@ -522,7 +526,8 @@ def _fmt(value, digits=0) -> str:
 
 
 def markdown(report: dict) -> str:
-    t = report["totals"]
+    t, runs = report["totals"], report["runs"]
+    calibration = f"`{runs['calibration']['command']}`" if runs.get("calibration") else "skipped"
     head = [
         f"# Rehearsal of `results/imagenette_ipc10.csv`{' (tiny smoke test, not a benchmark)' if report['tiny'] else ''}",
         "",
@@ -530,17 +535,17 @@ def markdown(report: dict) -> str:
         f"- machine: {report['machine']}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}",
         f"- command: `{report['command']}`",
-        f"- snakemake: `{report['runs']['main']['command']}` (calibration: `{report['runs']['calibration']['command'] if report['runs'].get('calibration') else 'skipped'}`)",
+        f"- snakemake: `{runs['main']['command']}` (calibration: {calibration})",
         f"- data: ImageNette-shaped, {report['dataset']['train_images']:,} train / {report['dataset']['val_images']:,} val images, "
         f"{report['dataset']['size']} px, {len(report['dataset']['wnids'])} classes (synthetic class-dependent pixels)",
         f"- generator: {'tiny SD-shaped' if report['tiny'] else 'SD-v1.5-shaped (UNet, VAE, CLIP text encoder)'} random weights "
         f"({report['generator']['dtype']}), character-level tokenizer",
         f"- epoch scale: {report['epoch_scale']} of config/imagenette.yaml's epochs (at least {MIN_EPOCHS})",
         f"- preparation (dataset and weights, cached when built before): {report['prepare_s']:.0f} s; calibration run: "
-        + (f"{report['runs']['calibration']['seconds']:.0f} s" if report["runs"].get("calibration") else "skipped"),
+        + (f"{runs['calibration']['seconds']:.0f} s" if runs.get("calibration") else "skipped"),
         f"- rehearsal run (`{TARGET}`): **{t['rehearsal_run_s']:.0f} s ({t['rehearsal_run_s'] / 60:.1f} min)**"
-        + (" (stopped by the time budget: incomplete)" if report["runs"]["main"]["stopped_by_budget"] else "")
-        + (f" (snakemake exit {report['runs']['main']['returncode']})" if report["runs"]["main"]["returncode"] else ""),
+        + (" (stopped by the time budget: incomplete)" if runs["main"]["stopped_by_budget"] else "")
+        + (f" (snakemake exit {runs['main']['returncode']})" if runs["main"]["returncode"] else ""),
     ]
     if report["flagged"]:
         head.append(f"- anomalies: {report['flagged']['flagged']} of {report['flagged']['initial_images']} initial images flagged "
@@ -590,14 +595,17 @@ def write_logs_archive(path: Path, workdir: Path) -> None:
 
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test: 2 classes, 12+4 images each at 32 px, tiny SD-shaped model")
     ap.add_argument("--epoch-scale", type=float, default=None, help="factor on every training's epochs (default 0.01; --tiny 0.001)")
-    ap.add_argument("--workdir", type=Path, default=REPO / "data" / "rehearsal", help="dataset, weights (both cached) and the run (ignored by git)")
+    ap.add_argument("--workdir", type=Path, default=REPO / "data" / "rehearsal",
+                    help="dataset, weights (both cached) and the run (ignored by git)")
     ap.add_argument("--out-dir", type=Path, default=REPO / "bench" / "measurements", help="where rehearsal_<device>.json/.md go")
     ap.add_argument("--cores", type=int, default=1, help="snakemake --cores (the README's GPU command: 1)")
     ap.add_argument("--gpus", type=int, default=1, help="snakemake --resources gpu=N (jobs declaring gpu=1 at once)")
-    ap.add_argument("--deadline", type=float, default=None, help="seconds for the whole command; the runs are stopped in time to write the report")
+    ap.add_argument("--deadline", type=float, default=None,
+                    help="seconds for the whole command; the runs are stopped in time to write the report")
     ap.add_argument("--skip-calibration", action="store_true", help="no 1-epoch jobs: nothing subtracted before scaling (an upper bound)")
     ap.add_argument("--prepare-only", action="store_true", help="build the dataset, weights and config, then stop")
     ap.add_argument("--logs-archive", type=Path, default=None, help="also write the run's logs and benchmark files as a .tar.gz")
