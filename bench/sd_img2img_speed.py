@@ -56,73 +56,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 from detdistill.generators.base import run_img2img  # noqa: E402
 from detdistill.generators.sd15 import speed_up  # noqa: E402
 from detdistill.stages import candidate_rows, generate_chunks  # noqa: E402
-
-#: unet/config.json of stable-diffusion-v1-5 (860M parameters)
-UNET_SD15 = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "center_input_sample": False,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    "block_out_channels": [320, 640, 1280, 1280],
-    "layers_per_block": 2,
-    "downsample_padding": 1,
-    "mid_block_scale_factor": 1,
-    "act_fn": "silu",
-    "norm_num_groups": 32,
-    "norm_eps": 1e-5,
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-}
-#: vae/config.json of stable-diffusion-v1-5 (84M parameters)
-VAE_SD15 = {
-    "sample_size": 512,
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [128, 256, 512, 512],
-    "layers_per_block": 2,
-    "act_fn": "silu",
-    "latent_channels": 4,
-    "norm_num_groups": 32,
-    "scaling_factor": 0.18215,
-}
-#: scheduler/scheduler_config.json of stable-diffusion-v1-5
-SCHEDULER_SD15 = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-}
-TEXT_TOKENS, TEXT_DIM = 77, 768
-
-#: a smoke-test size that runs in seconds on a CPU
-UNET_TINY = {
-    "sample_size": 8,
-    "block_out_channels": [32, 64],
-    "layers_per_block": 1,
-    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-    "cross_attention_dim": 32,
-    "attention_head_dim": 8,
-}
-VAE_TINY = {
-    "sample_size": 32,
-    "down_block_types": ["DownEncoderBlock2D"] * 3,
-    "up_block_types": ["UpDecoderBlock2D"] * 3,
-    "block_out_channels": [8, 16, 16],
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "norm_num_groups": 8,
-    "scaling_factor": 0.18215,
-}
+from sd_shapes import TEXT_TOKENS, UNET_SD15, UNET_TINY, VAE_SD15, VAE_TINY, build_sd_pipeline, vae_factor  # noqa: E402
 
 #: dense bf16 (= fp16) tensor-core peak in TFLOP/s, by a pattern of torch.cuda.get_device_name()
 PEAK_TFLOPS = [
@@ -151,22 +85,7 @@ def device_name(device: torch.device) -> str:
 
 def build_pipe(unet_cfg: dict, vae_cfg: dict, device: torch.device, seed: int = 0):
     """fp32 pipeline with random weights, created directly on `device`; no text encoder."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
-
-    torch.manual_seed(seed)
-    with torch.device(device):
-        unet = UNet2DConditionModel(**unet_cfg).eval()
-        vae = AutoencoderKL(**vae_cfg).eval()
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=vae,
-        unet=unet,
-        text_encoder=None,
-        tokenizer=None,
-        scheduler=PNDMScheduler(**SCHEDULER_SD15),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = build_sd_pipeline(unet_cfg, vae_cfg, device=device, seed=seed)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -281,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     unet_cfg, vae_cfg = (UNET_TINY, VAE_TINY) if args.tiny else (UNET_SD15, VAE_SD15)
     text_dim = unet_cfg["cross_attention_dim"]
-    factor = 2 ** (len(vae_cfg["block_out_channels"]) - 1)
+    factor = vae_factor(vae_cfg)
     if size % factor:
         ap.error(f"--size must be a multiple of {factor}")
     latent_hw = size // factor

@@ -15,15 +15,20 @@ from pathlib import Path
 import pandas as pd
 
 
-def stage_table(bench_dir: Path, dataset: str | None = None) -> pd.DataFrame:
+def job_table(bench_dir: Path, dataset: str | None = None) -> pd.DataFrame:
+    """One row per job: rule, job (the benchmark file's stem), wall and CPU seconds, max RSS."""
     rows = []
-    for tsv in sorted(bench_dir.glob("*/*.tsv")):
+    for tsv in sorted(Path(bench_dir).glob("*/*.tsv")):
         # benchmark files are named <dataset>[_...].tsv: keep one dataset's jobs out of another's table
         if dataset and tsv.stem != dataset and not tsv.stem.startswith(f"{dataset}_"):
             continue
         row = pd.read_csv(tsv, sep="\t").iloc[0]
         rows.append({"rule": tsv.parent.name, "job": tsv.stem, "seconds": row["s"], "max_rss_mb": row["max_rss"], "cpu_seconds": row["cpu_time"]})
-    jobs = pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb", "cpu_seconds"])
+
+
+def stage_table(bench_dir: Path, dataset: str | None = None) -> pd.DataFrame:
+    jobs = job_table(bench_dir, dataset)
     return (
         jobs.groupby("rule")
         .agg(jobs=("job", "count"), wall_seconds=("seconds", "sum"), cpu_seconds=("cpu_seconds", "sum"), max_rss_mb=("max_rss_mb", "max"))

@@ -1,0 +1,120 @@
+"""bench/rehearsal.py end to end at --tiny size on CPU: dataset, SD-shaped model, the calibration
+and main Snakemake runs, and the report (the figures themselves are a smoke test's)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import REPO
+
+#: every rule with a benchmark file, as the workflow runs them for one dataset and IPC
+BENCHMARKED_RULES = {"prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial", "generate_candidates",
+                     "train_classifier", "evaluate", "evaluate_full"}
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    workdir, out = tmp_path_factory.mktemp("rehearsal"), tmp_path_factory.mktemp("measurements")
+    cmd = [sys.executable, str(REPO / "bench" / "rehearsal.py"), "--tiny", "--workdir", str(workdir), "--out-dir", str(out),
+           "--cores", "2", "--gpus", "2", "--workers", "2", "--logs-archive", str(out / "logs.tar.gz")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    report = json.loads((out / "rehearsal_cpu_tiny.json").read_text())
+    return workdir, out, report, proc.stdout
+
+
+def test_dataset_has_the_imagenette2_layout(rehearsal):
+    workdir, _, report, _ = rehearsal
+    root = workdir / "imagenette2-tiny"
+    wnids = report["dataset"]["wnids"]
+    assert wnids == ["n01440764", "n02102040"]  # the first rows of resources/classes/imagenette.csv
+    for split, per_class in [("train", 12), ("val", 4)]:
+        assert sorted(p.name for p in (root / split).iterdir()) == wnids
+        files = sorted((root / split / wnids[0]).glob("*.JPEG"))
+        assert len(files) == per_class
+        with Image.open(files[0]) as image:
+            assert image.size == (32, 32) and image.mode == "RGB"
+
+
+def test_generator_folder_is_laid_out_like_sd15(rehearsal):
+    workdir, *_ = rehearsal
+    folder = workdir / "sd15-shaped-tiny"
+    index = json.loads((folder / "model_index.json").read_text())
+    for component in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        assert index[component][0] is not None and (folder / component).is_dir()
+    assert (folder / "tokenizer" / "tokenizer_config.json").is_file()
+
+
+def test_every_stage_is_measured(rehearsal):
+    _, _, report, _ = rehearsal
+    stages = {s["rule"]: s for s in report["stages"] if s["rule"]}
+    assert set(stages) == BENCHMARKED_RULES
+    for s in report["stages"]:
+        if s["images"] is not None:
+            assert s["images"] > 0 and s["images_per_s"] > 0, s
+    # images from the artifacts: 2 x 12 train images encoded, IPC 10 x 2 classes generated
+    assert stages["encode_latents"]["images"] == 24
+    assert stages["synthesize_initial"]["images"] == 20
+    assert stages["generate_candidates"]["images"] == 4 * report["flagged"]["flagged"]
+    assert report["runs"]["main"]["returncode"] == 0 and report["runs"]["calibration"]["returncode"] == 0
+
+
+def test_projection_scales_the_training_part_by_the_epochs(rehearsal):
+    _, _, report, _ = rehearsal
+    paper = yaml.safe_load((REPO / "config" / "imagenette.yaml").read_text())["datasets"]["imagenette"]
+    expected_epochs = {
+        ("train_classifier", "detector"): (2, paper["detector"]["train"]["epochs"]),
+        ("train_classifier", "judge"): (2, paper["judge"]["train"]["epochs"]),
+        ("evaluate", "convnet"): (2, 2000),  # epochs_by_ipc at IPC 10 x epoch_scale 1.0
+        ("evaluate_full", "convnet"): (2, paper["evaluation"]["full_epochs"]),
+    }
+    training = {(s["rule"], s["kind"]): s for s in report["stages"] if s["projection"] == "projected"}
+    assert set(training) == set(expected_epochs)
+    for key, s in training.items():
+        assert (s["epochs"], s["paper_epochs"]) == expected_epochs[key]
+        assert 0 <= s["fixed_s_per_job"] * s["jobs"] <= s["wall_s"] + 1e-9
+        assert s["train_s"] == pytest.approx(s["wall_s"] - s["jobs"] * s["fixed_s_per_job"])
+        assert s["projected_s"] == pytest.approx(s["jobs"] * s["fixed_s_per_job"] + s["train_s"] * s["paper_epochs"] / s["epochs"])
+        assert s["fixed_method"].startswith("fit: 1 epoch")
+    # stages doing the paper's work already are not scaled
+    for s in report["stages"]:
+        if s["projection"] != "projected":
+            assert s["projected_s"] == s["wall_s"]
+    totals = report["totals"]
+    full = sum(s["projected_s"] for s in report["stages"] if s["rule"] == "evaluate_full")
+    assert totals["projected_full_data_s"] == pytest.approx(full)
+    assert totals["projected_without_full_data_s"] == pytest.approx(sum(s["projected_s"] for s in report["stages"]) - full)
+
+
+def test_markdown_names_machine_command_and_labels_projections(rehearsal):
+    _, out, report, stdout = rehearsal
+    text = (out / "rehearsal_cpu_tiny.md").read_text()
+    assert "tiny smoke test, not a benchmark" in text
+    assert "CPU only" in text and "torch " in text and "diffusers " in text and "kornia" in text
+    assert "bench/rehearsal.py --tiny" in text and "snakemake results/rehearsal_ipc10.csv --cores 2" in text
+    assert "**projected s**" in text and "## Projected at the paper's epochs" in text
+    for s in report["stages"]:
+        assert f"| {s['stage']} |" in text
+    assert text in stdout  # printed as well
+    assert (out / "logs.tar.gz").stat().st_size > 0
+
+
+def test_fixed_part_is_fitted_from_one_epoch_and_the_rehearsal(monkeypatch):
+    """Hand-made walls: 1 epoch 5 s, 20 epochs 12 s -> 7/19 s per epoch, fixed part 5 - 7/19 s."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import pandas as pd
+    from rehearsal import fit_fixed
+
+    main = pd.DataFrame({"seconds": [11.5, 12.5], "epochs": [20, 20]})
+    fit = fit_fixed(main, pd.Series({"seconds": 5.0, "epochs": 1}))
+    assert fit["fixed_s"] == pytest.approx(5 - 7 / 19)
+    # at 2000 epochs a job takes fixed + 2000 x 7/19 s
+    per_job = fit["fixed_s"] + (12 - fit["fixed_s"]) * 2000 / 20
+    assert per_job == pytest.approx(fit["fixed_s"] + 2000 * 7 / 19)
+    # training too short to resolve: the calibration's wall is all fixed; no calibration: nothing is
+    assert fit_fixed(main, pd.Series({"seconds": 13.0, "epochs": 1}))["fixed_s"] == 13.0
+    assert fit_fixed(main, None)["fixed_s"] == 0.0
