@@ -37,3 +37,22 @@ def test_readme_commands_put_targets_before_greedy_options():
                 stop = rest.index("--") if "--" in rest else len(rest)
                 after = [w for w in rest[:stop] if not w.startswith("-")][1:]
                 assert not any(re.match(r"results/", w) for w in after), f"target after {word}: {line}"
+
+
+def test_imagenette_wnids_match_fastai_label_files():
+    """The shipped class tables name the wnids of fastai's imagenette2 / imagewoof2 folders (the
+    noisy-label CSVs list their paths); a wrong wnid would make a real folder fail to load."""
+    import gzip
+
+    import pandas as pd
+    import pytest
+
+    shared = REPO.parent / "shared" / "data"
+    for name in ("imagenette", "imagewoof"):
+        labels = shared / f"noisy_{name}.csv.gz"
+        if not labels.exists():
+            pytest.skip(f"{labels} absent")
+        with gzip.open(labels, "rt") as f:
+            wnids = {p.split("/")[1] for p in pd.read_csv(f).path}
+        table = pd.read_csv(REPO / "resources" / "classes" / f"{name}.csv")
+        assert set(table.wnid) == wnids, name
