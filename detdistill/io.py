@@ -10,6 +10,21 @@ from pathlib import Path
 from typing import Iterator
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_staging_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A fresh temporary folder in `parent`, with the permissions the umask gives a new folder
+    (mkdtemp makes it 0700, and it becomes the artifact when renamed)."""
+    folder = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    folder.chmod(0o777 & ~current_umask())
+    return folder
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -20,6 +35,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600: give it what the umask gives a new file, so others on a
+        # shared machine can read results when the user's umask says so
+        tmp_path.chmod(0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -148,7 +147,7 @@ def _publish_dir(tmp_dir: Path, out_dir: Path) -> None:
 def _staging_dir(out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    return io.make_staging_dir(out_dir.parent, f".{out_dir.name}.")
 
 
 # --------------------------------------------------------------------------- 5. initial set

@@ -13,7 +13,8 @@ stock diffusers components, trained offline on CPU in minutes.
 Checkpoint layout (`out_dir`): `vae/`, `unet/` (EMA weights), `scheduler/` (`save_pretrained`,
 safetensors), `label_embedding.safetensors` (EMA weights, (num_classes + 1, D)) and
 `generator.json` {"backend": "embedded", "class_names", "image_size", "latent_shape",
-"train_config", "final_losses", "train_seconds"}.
+"train_config", "final_losses"}. No wall time is stored: the same config gives the same bytes
+(the training time is in the rule's log and benchmark file).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import seed_everything
-from ..io import save_safetensors, write_json
+from ..io import make_staging_dir, save_safetensors, write_json
 from .base import LATENT_CHANNELS, Generator
 
 BACKEND = "embedded"
@@ -144,7 +145,7 @@ def _latent_stats(vae, images: torch.Tensor, device, batch: int = 256):
 def _atomic_dir(out_dir: Path, fill: Callable[[Path], None]) -> None:
     """Fill a temp dir beside `out_dir`, then rename it onto `out_dir` (replacing an old one)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    tmp = make_staging_dir(out_dir.parent, f".{out_dir.name}.tmp-")
     try:
         fill(tmp)
         umask = os.umask(0)
@@ -317,7 +318,6 @@ def train_embedded_generator(
         "train_config": cfg,
         "final_losses": {"vae_mse": vae_loss, "unet_eps_mse": unet_loss},
         "train_images": len(images),
-        "train_seconds": round(seconds, 1),
     }
 
     def fill(tmp: Path) -> None:
