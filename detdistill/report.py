@@ -54,7 +54,6 @@ def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class
 
 def contact_sheet(set_frame: pd.DataFrame, out_png, cell: int = 32) -> None:
     """One row per class, the set's images in prototype order: a set to look at in one picture."""
-    import torch
     from torchvision.utils import make_grid
 
     from .io import write_png

@@ -4,7 +4,6 @@ Run with: .venv/bin/python -m pytest -m realdata
 """
 
 import tarfile
-from pathlib import Path
 
 import pytest
 
