@@ -101,8 +101,8 @@ def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | Non
 
 def use_stacking(stack: str | bool, device: torch.device, runs: int) -> bool:
     """`auto` stacks several runs on CUDA, where one small run leaves the GPU idle between
-    kernels; on the CPU a stacked step is measured a little slower than the runs one by one
-    (bench/engine_throughput.py), so they run in turn there."""
+    kernels; on the CPU they run in turn: there stacking measured 5-25% slower for ResNetAP-10
+    and ResNet-18, the costly models, though faster for the ConvNet (bench/engine_throughput.py)."""
     if runs < 2 or stack in (False, "off"):
         return False
     if stack in (True, "on"):

@@ -50,7 +50,7 @@ def test_stacked_runs_equal_runs_one_by_one(name, monkeypatch):
     monkeypatch.setattr(detdistill.train, "to_float", lambda x: x.double().div(255))
     images, labels = _images()
     seeds = [0, 1, 2]
-    cfg = TrainConfig.from_dict({**CFG, "color_jitter": 0.0})  # kornia's jitter is float32-only
+    cfg = TrainConfig.from_dict(CFG)
     one_by_one = [m.double() for m in _models(name, seeds)]
     stacked = [m.double() for m in _models(name, seeds)]
     hist_a = train_classifiers(one_by_one, seeds, images, labels, cfg, CPU, stack="off")

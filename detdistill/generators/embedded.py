@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import seed_everything
-from ..io import make_staging_dir, save_safetensors, write_json
+from ..io import current_umask, make_staging_dir, save_safetensors, write_json
 from .base import LATENT_CHANNELS, Generator
 
 BACKEND = "embedded"
@@ -148,8 +148,7 @@ def _atomic_dir(out_dir: Path, fill: Callable[[Path], None]) -> None:
     tmp = make_staging_dir(out_dir.parent, f".{out_dir.name}.tmp-")
     try:
         fill(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
+        umask = current_umask()
         for p in [tmp, *tmp.rglob("*")]:
             os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
         old = None
