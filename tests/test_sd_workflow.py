@@ -2,6 +2,8 @@
 backend: a tiny SD-shaped model saved like stable-diffusion-v1-5 and a tiny imagenette2 folder."""
 
 import json
+import shlex
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -9,11 +11,21 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import copy_workflow, snakemake
+from conftest import REPO, SNAKEMAKE, copy_workflow, snakemake
 from sd_fixtures import IMAGE_SIZE, make_tiny_sd
 
 CLASSES = ["n01440764", "n03028079", "n03888257"]  # tench, church, parachute
 TRAIN_PER_CLASS, VAL_PER_CLASS, IPC = 12, 4, 10
+
+
+def readme_gpu_command() -> list[str]:
+    """The README's one-GPU command for the ImageNette target, as printed (comment removed)."""
+    lines = [line.split("#")[0].strip() for line in (REPO / "README.md").read_text().splitlines()]
+    commands = [line for line in lines if "results/imagenette_ipc10.csv" in line and "--resources" in line]
+    assert len(commands) == 1, f"README: expected one GPU command for the ImageNette target, got {commands}"
+    words = shlex.split(commands[0])
+    assert words[0] == ".venv/bin/snakemake", words
+    return [*SNAKEMAKE, *words[1:]]
 
 
 def make_imagenette2(root):
@@ -60,8 +72,21 @@ def sd_run(tmp_path_factory):
         }
     }
     (workdir / "sd.yaml").write_text(yaml.safe_dump(overrides))
-    snakemake(workdir, "results/imagenette_ipc10.csv", "--configfile", "sd.yaml")
+    # the README's command word for word; the test's settings come last (--configfile is greedy too)
+    proc = subprocess.run([*readme_gpu_command(), "--configfile", "sd.yaml"], cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, f"the README's GPU command failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return workdir
+
+
+def test_target_after_resources_is_snakemakes_parsing_trap():
+    """The order some guides print (`--resources gpu=1 TARGET`) dies inside Snakemake's argument
+    parser, before any workflow code runs, so the workflow cannot catch it; the README prints the
+    target first. Should Snakemake start accepting it, this test fails and the README's caution can go."""
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--cores", "1", "--resources", "gpu=1", "results/imagenette_ipc10.csv", "-n"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert proc.returncode != 0 and "dictionary update sequence" in proc.stderr
 
 
 def test_generator_spec_points_at_local_weights(sd_run):
