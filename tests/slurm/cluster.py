@@ -82,7 +82,7 @@ class SlurmCluster:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def __enter__(self) -> SlurmCluster:
+    def __enter__(self):
         try:
             self.start()
         except BaseException:
@@ -114,7 +114,7 @@ class SlurmCluster:
     def stop(self) -> None:
         """Cancel leftover jobs, stop the daemons (newest first) by PID, remove the /etc links."""
         if any(name == "slurmctld" for name, _ in self.daemons):
-            subprocess.run(["scancel", "--user", "root"], env=self.env, capture_output=True, timeout=30)
+            subprocess.run(["scancel", "--user", "root"], check=False, env=self.env, capture_output=True, timeout=30)
         for name, proc in reversed(self.daemons):
             if proc.poll() is None:
                 proc.terminate()
@@ -225,9 +225,9 @@ StorageLoc=slurm_acct_db
                     ready=self._munge_ready)
 
     def _munge_ready(self) -> bool:
-        cred = subprocess.run(["munge", "-n", "-S", str(self.munge_socket)], capture_output=True)
+        cred = subprocess.run(["munge", "-n", "-S", str(self.munge_socket)], check=False, capture_output=True)
         return cred.returncode == 0 and subprocess.run(
-            ["unmunge", "-S", str(self.munge_socket)], input=cred.stdout, capture_output=True
+            ["unmunge", "-S", str(self.munge_socket)], input=cred.stdout, check=False, capture_output=True
         ).returncode == 0
 
     def _start_mariadb(self) -> None:
@@ -247,7 +247,7 @@ StorageLoc=slurm_acct_db
 
     def _sql(self, statement: str) -> bool:
         return subprocess.run(["mariadb", "--no-defaults", "-S", str(self.mysql_socket), "-u", "root",
-                               "-e", statement], capture_output=True).returncode == 0
+                               "-e", statement], check=False, capture_output=True).returncode == 0
 
     def _dbd_ready(self) -> bool:
         with socket.socket() as s:
@@ -255,14 +255,13 @@ StorageLoc=slurm_acct_db
             return s.connect_ex(("127.0.0.1", self.ports["dbd"])) == 0
 
     def _ok(self, cmd: list[str], expect: str) -> bool:
-        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(cmd, check=False, env=self.env, capture_output=True, text=True, timeout=30)
         return proc.returncode == 0 and expect in proc.stdout
 
     def _start(self, name: str, cmd: list[str], ready) -> None:
-        log = open(self.dir / "log" / f"{name}.out", "wb")
-        proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        log.close()
+        with open(self.dir / "log" / f"{name}.out", "wb") as log:
+            proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
         self.daemons.append((name, proc))
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not ready():
@@ -291,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         with SlurmCluster(args.dir) as cluster:
-            return subprocess.run(command or ["sinfo"], env=cluster.env).returncode
+            return subprocess.run(command or ["sinfo"], check=False, env=cluster.env).returncode
     except ClusterError as error:
         print(f"cluster.py: {error}", file=sys.stderr)
         return 1
