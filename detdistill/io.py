@@ -76,8 +76,23 @@ def write_png(image, path) -> None:
 
 
 def save_safetensors(tensors: dict, path, metadata: dict | None = None) -> None:
-    from safetensors.torch import save_file
+    """Write tensors (and string metadata) as safetensors, the same bytes for the same content.
+
+    safetensors (0.8) writes the metadata in the order of a Rust HashMap, which changes from one
+    map to the next: with two or more keys, equal models gave different files (a SLURM run and a
+    local run differed only there). The header is re-serialized with the metadata keys sorted."""
+    from safetensors.torch import save
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    data = save(tensors, metadata=metadata)
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    # compact and unescaped like safetensors' own serializer, so only the order changes; the
+    # header keeps its padded length, hence every tensor its offset
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > size:
+        raise AssertionError(f"safetensors header for {path} grew when sorted ({len(text)} > {size} bytes)")
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.write_bytes(data[:8] + text.ljust(size) + data[8 + size:])

@@ -4,7 +4,6 @@ import re
 import subprocess
 
 import yaml
-
 from conftest import REPO, SNAKEMAKE
 
 # Snakemake 9 options that take every following word as their value: a target after them is lost
@@ -56,3 +55,19 @@ def test_imagenette_wnids_match_fastai_label_files():
             wnids = {p.split("/")[1] for p in pd.read_csv(f).path}
         table = pd.read_csv(REPO / "resources" / "classes" / f"{name}.csv")
         assert set(table.wnid) == wnids, name
+
+
+def test_rules_declare_only_portable_resources():
+    """Executor-specific resources (slurm_partition, gres, gpu_manufacturer...) belong in the
+    profiles; a rule that names one ties the workflow to one cluster kind."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    portable = {"gpu", "mem_mb", "runtime"}  # threads is a directive of its own
+    snakemakes_own = {"_cores", "_nodes", "tmpdir"}
+    with SnakemakeApi(OutputSettings(quiet=set())) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=REPO / "Snakefile", workdir=REPO)
+        rules = {rule.name: set(rule.resources) - snakemakes_own for rule in workflow._workflow.rules}
+    assert {"gpu"} <= rules["train_classifier"]
+    odd = {name: sorted(used - portable) for name, used in rules.items() if used - portable}
+    assert not odd, f"rules declaring non-portable resources: {odd}"
