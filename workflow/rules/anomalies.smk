@@ -15,5 +15,7 @@ rule detect_anomalies:
     priority: SET_PATH_PRIORITY
     log:
         "logs/detect_anomalies/{dataset}_ipc{ipc}.log",
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/detect_anomalies.py"

@@ -6,6 +6,8 @@ rule prepare_data:
         seed=config["seed"],
     log:
         "logs/prepare_data/{dataset}.log",
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/prepare_data.py"
 
@@ -19,5 +21,7 @@ rule select_random_subset:
         seed=config["seed"],
     log:
         "logs/select_random_subset/{dataset}_ipc{ipc}.log",
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/select_random_subset.py"

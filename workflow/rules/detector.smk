@@ -19,6 +19,8 @@ rule train_classifier:
         "logs/train_classifier/{dataset}_{role}.log",
     benchmark:
         "benchmarks/train_classifier/{dataset}_{role}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/train_classifier.py"
 
@@ -34,5 +36,7 @@ rule score_initial:
     priority: SET_PATH_PRIORITY
     log:
         "logs/score_initial/{dataset}_ipc{ipc}.log",
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/score_initial.py"

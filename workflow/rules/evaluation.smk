@@ -14,6 +14,8 @@ rule evaluate:
         "logs/evaluate/{dataset}_ipc{ipc}_{method}_{model}.log",
     benchmark:
         "benchmarks/evaluate/{dataset}_ipc{ipc}_{method}_{model}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -34,6 +36,8 @@ rule evaluate_full:
         "logs/evaluate_full/{dataset}_{model}.log",
     benchmark:
         "benchmarks/evaluate_full/{dataset}_{model}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -48,6 +52,8 @@ rule label_consistency:
         gpu=1,
     log:
         "logs/label_consistency/{dataset}_ipc{ipc}.log",
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/label_consistency.py"
 
@@ -65,5 +71,7 @@ rule aggregate_results:
         summary="results/{dataset}_ipc{ipc}_summary.csv",
     log:
         "logs/aggregate_results/{dataset}_ipc{ipc}.log",
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/aggregate_results.py"

@@ -17,6 +17,8 @@ rule prepare_generator:
         "logs/prepare_generator/{dataset}.log",
     benchmark:
         "benchmarks/prepare_generator/{dataset}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/prepare_generator.py"
 
@@ -38,5 +40,7 @@ rule encode_latents:
         "logs/encode_latents/{dataset}.log",
     benchmark:
         "benchmarks/encode_latents/{dataset}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/encode_latents.py"

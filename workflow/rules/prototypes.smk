@@ -11,5 +11,7 @@ rule compute_prototypes:
         "logs/compute_prototypes/{dataset}_ipc{ipc}.log",
     benchmark:
         "benchmarks/compute_prototypes/{dataset}_ipc{ipc}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/compute_prototypes.py"

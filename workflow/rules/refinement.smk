@@ -17,5 +17,7 @@ rule build_refined_set:
     priority: SET_PATH_PRIORITY
     log:
         "logs/build_refined_set/{dataset}_ipc{ipc}_{method}.log",
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/build_refined_set.py"

@@ -18,6 +18,8 @@ rule synthesize_initial:
         "logs/synthesize_initial/{dataset}_ipc{ipc}_part{part}.log",
     benchmark:
         "benchmarks/synthesize_initial/{dataset}_ipc{ipc}_part{part}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/synthesize_initial.py"
 
@@ -43,5 +45,7 @@ rule generate_candidates:
         "logs/generate_candidates/{dataset}_ipc{ipc}_part{part}.log",
     benchmark:
         "benchmarks/generate_candidates/{dataset}_ipc{ipc}_part{part}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
     script:
         "../scripts/generate_candidates.py"
