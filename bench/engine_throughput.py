@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from detdistill.models import build_model  # noqa: E402
 from detdistill.train import TrainConfig, train_classifiers  # noqa: E402
+
 from reference_train import train_classifier_reference  # noqa: E402
 
 #: name -> (evaluation train config, load size, crop size, width, [(label, set size, models)])

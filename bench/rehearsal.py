@@ -181,7 +181,16 @@ def build_generator(folder: Path, tiny: bool) -> dict:
     test model; skipped when `folder` holds the same build."""
     import diffusers
     import torch
-    from sd_shapes import TEXT_ENCODER_SD15, TEXT_ENCODER_TINY, UNET_SD15, UNET_TINY, VAE_SD15, VAE_TINY, save_sd_pipeline
+
+    from sd_shapes import (
+        TEXT_ENCODER_SD15,
+        TEXT_ENCODER_TINY,
+        UNET_SD15,
+        UNET_TINY,
+        VAE_SD15,
+        VAE_TINY,
+        save_sd_pipeline,
+    )
 
     configs = (UNET_TINY, VAE_TINY, TEXT_ENCODER_TINY) if tiny else (UNET_SD15, VAE_SD15, TEXT_ENCODER_SD15)
     dtype = "float32" if tiny else "float16"
@@ -326,7 +335,7 @@ def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, l
             timer.cancel()
     seconds = time.perf_counter() - start
     if proc.returncode and not stopped:
-        log.error("snakemake failed (exit %d); the end of %s:\n%s", proc.returncode, log_path, "".join(open(log_path).readlines()[-60:]))
+        log.error("snakemake failed (exit %d); the end of %s:\n%s", proc.returncode, log_path, "\n".join(Path(log_path).read_text().splitlines()[-60:]))
     return {"command": shlex.join(["snakemake", *cmd[3:]]), "seconds": seconds, "returncode": proc.returncode,
             "stopped_by_budget": stopped}
 

@@ -56,6 +56,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 from detdistill.generators.base import run_img2img  # noqa: E402
 from detdistill.generators.sd15 import speed_up  # noqa: E402
 from detdistill.stages import candidate_rows, generate_chunks  # noqa: E402
+
 from sd_shapes import TEXT_TOKENS, UNET_SD15, UNET_TINY, VAE_SD15, VAE_TINY, build_sd_pipeline, vae_factor  # noqa: E402
 
 #: dense bf16 (= fp16) tensor-core peak in TFLOP/s, by a pattern of torch.cuda.get_device_name()

@@ -33,7 +33,7 @@ def _digits_arrays():
 def digits_manifest(test_fraction: float, seed: int) -> pd.DataFrame:
     from sklearn.model_selection import train_test_split
 
-    images, labels = _digits_arrays()
+    _, labels = _digits_arrays()
     index = np.arange(len(labels))
     train_idx, _ = train_test_split(
         index, test_size=test_fraction, stratify=labels, random_state=seed

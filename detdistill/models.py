@@ -6,7 +6,7 @@ them itself, so `forward(x) == classifier(features(x))` and callers never normal
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn

@@ -358,7 +358,7 @@ def select_random_subset(manifest_path, ipc: int, seed: int, out_path) -> None:
     train = _train_split(pd.read_parquet(manifest_path))
     rng = np.random.default_rng(seed)
     parts = []
-    for label, group in train.groupby("label", sort=True):
+    for _, group in train.groupby("label", sort=True):
         if len(group) < ipc:
             raise data.DataError(f"class {group.class_name.iloc[0]!r} has {len(group)} train images, fewer than IPC {ipc}")
         parts.append(group.iloc[np.sort(rng.choice(len(group), ipc, replace=False))])
@@ -394,9 +394,10 @@ def evaluate(set_path, manifest_path, source_cfg: dict, model_name: str, eval_cf
     """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real
     test split. Images are loaded at `load_size`; training crops (RandomResizedCrop) and the test
     centre crop are `image_size` (Minimax: 256 -> 224)."""
+    from torchvision.transforms.v2 import functional as TF
+
     from .models import build_model
     from .train import TrainConfig, accuracy, train_classifiers
-    from torchvision.transforms.v2 import functional as TF
 
     crop_size = eval_cfg["image_size"]
     load_size = eval_cfg.get("load_size") or crop_size

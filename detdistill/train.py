@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -55,7 +55,7 @@ class TrainConfig:
             raise ValueError("train.epochs and train.batch_size must be >= 1")
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "TrainConfig":
+    def from_dict(cls, d: dict | None) -> TrainConfig:
         """Build from a config mapping; None values keep the default, unknown keys raise."""
         d = {k: v for k, v in (d or {}).items() if v is not None}
         known = {f.name for f in dataclasses.fields(cls)}

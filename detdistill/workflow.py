@@ -11,7 +11,8 @@ def setup(snakemake) -> logging.Logger:
     import torch
 
     log_path = snakemake.log[0]
-    stream = open(log_path, "w", buffering=1)
+    # open for the rest of the job: it becomes the process's stderr
+    stream = open(log_path, "w", buffering=1)  # noqa: SIM115
     sys.stderr = stream
     logging.basicConfig(
         level=logging.INFO,

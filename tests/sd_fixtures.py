@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from sd_shapes import TEXT_ENCODER_TINY, UNET_TINY, VAE_TINY, save_sd_pipeline, vae_factor  # noqa: E402
+from sd_shapes import TEXT_ENCODER_TINY, UNET_TINY, VAE_TINY, save_sd_pipeline, vae_factor
 
 IMAGE_SIZE = VAE_TINY["sample_size"]  # VAE with 3 blocks: 32 px -> 8x8 latents
 LATENT_SIZE = IMAGE_SIZE // vae_factor(VAE_TINY)

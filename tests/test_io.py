@@ -22,10 +22,9 @@ def test_artifacts_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
 
 
 def test_failed_write_leaves_nothing(tmp_path):
-    with pytest.raises(RuntimeError):
-        with io.atomic_path(tmp_path / "y.csv") as tmp:
-            tmp.write_text("partial")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), io.atomic_path(tmp_path / "y.csv") as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -7,8 +7,7 @@ import torch
 import torch.nn as nn
 
 from detdistill.models import MODEL_NAMES, build_model, convnet_depth
-from detdistill.train import (TrainConfig, accuracy, load_model, predict, read_model_meta, save_model,
-                              train_classifier)
+from detdistill.train import TrainConfig, accuracy, load_model, predict, read_model_meta, save_model, train_classifier
 
 CPU = torch.device("cpu")
 

@@ -7,8 +7,9 @@ import tarfile
 
 import pytest
 
-from conftest import REPO
 from detdistill.data import build_manifest, load_images
+
+from conftest import REPO
 
 ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 pytestmark = [

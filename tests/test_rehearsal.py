@@ -107,6 +107,7 @@ def test_fixed_part_is_fitted_from_one_epoch_and_the_rehearsal(monkeypatch):
     """Hand-made walls: 1 epoch 5 s, 20 epochs 12 s -> 7/19 s per epoch, fixed part 5 - 7/19 s."""
     monkeypatch.syspath_prepend(str(REPO / "bench"))
     import pandas as pd
+
     from rehearsal import fit_fixed
 
     main = pd.DataFrame({"seconds": [11.5, 12.5], "epochs": [20, 20]})

@@ -18,7 +18,7 @@ from detdistill.generators.sd15 import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from batching import (  # noqa: E402
+from batching import (
     PROTOTYPES_PER_CLASS,
     batched_candidates,
     check_groupings_agree,
@@ -26,7 +26,7 @@ from batching import (  # noqa: E402
     prototype_table,
     stage_outputs_by_grouping,
 )
-from sd_fixtures import IMAGE_SIZE, LATENT_SIZE, make_tiny_sd  # noqa: E402
+from sd_fixtures import IMAGE_SIZE, LATENT_SIZE, make_tiny_sd
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["tench", "church", "parachute"]
@@ -82,7 +82,7 @@ def test_missing_folder_names_folder_and_command(tmp_path):
 
 def test_folder_without_model_index(tmp_path):
     (tmp_path / "unet").mkdir()
-    with pytest.raises(MissingWeightsError, match="lacks model_index.json"):
+    with pytest.raises(MissingWeightsError, match=r"lacks model_index\.json"):
         resolve_weights(str(tmp_path))
 
 

@@ -373,7 +373,7 @@ class EmbeddedGenerator(Generator):
         return len(self.class_names)
 
     @classmethod
-    def load(cls, path, device) -> "EmbeddedGenerator":
+    def load(cls, path, device) -> EmbeddedGenerator:
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from safetensors.torch import load_file
 

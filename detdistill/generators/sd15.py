@@ -245,7 +245,7 @@ class StableDiffusionGenerator(Generator):
         dtype: str = "float16",
         channels_last: bool = True,
         compile_unet: bool = False,
-    ) -> "StableDiffusionGenerator":
+    ) -> StableDiffusionGenerator:
         """On CUDA: half precision `dtype` (a key of DTYPES), channels-last UNet and VAE, optionally
         a compiled UNet. On the CPU the pipeline stays float32, contiguous and uncompiled whatever
         is asked."""

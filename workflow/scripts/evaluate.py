@@ -8,6 +8,7 @@ evaluate(
     snakemake.params.source,
     snakemake.wildcards.model,
     snakemake.params.evaluation,
-    int(snakemake.wildcards.ipc) if "ipc" in snakemake.wildcards.keys() else None,
+    # Wildcards is a list: `in` alone would look among the values, not the names
+    int(snakemake.wildcards.ipc) if "ipc" in snakemake.wildcards.keys() else None,  # noqa: SIM118
     snakemake.output.scores,
 )
