@@ -103,3 +103,12 @@ def test_every_rule_declares_the_conda_environment():
     assert len(environments) == rules_with_jobs, "a rule runs a job without a conda: directive"
     for rule_file, env, resolved in environments:
         assert resolved == CONDA_ENV, f"{rule_file}: conda: {env!r} is not workflow/envs/detdistill.yaml"
+
+
+def test_one_version_everywhere(project):
+    """A release bumps pyproject.toml, the package and CITATION.cff together."""
+    import detdistill
+
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert project["version"] == detdistill.__version__ == citation["version"]
+    assert project["license"] == citation["license"]
