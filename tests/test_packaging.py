@@ -80,6 +80,14 @@ def test_dev_pins_satisfy_the_dev_extra(project, runtime_pins, dev_pins):
     assert not set(dev_pins) & set(runtime_pins), "a development pin repeats a runtime one"
 
 
+def test_slurm_pins_satisfy_the_slurm_extra(project, runtime_pins):
+    includes, lines = requirement_lines(REPO / "envs" / "slurm.txt")
+    assert not includes, "slurm.txt is installed beside requirements.txt, not on top of it"
+    slurm_pins = pins(lines)
+    assert_pins_satisfy(specifiers(project["optional-dependencies"]["slurm"]), slurm_pins, "the slurm extra")
+    assert not set(slurm_pins) & set(runtime_pins), "a SLURM pin repeats a runtime one"
+
+
 def test_conda_environment_mirrors_the_runtime_pins(project, runtime_pins):
     environment = yaml.safe_load(CONDA_ENV.read_text())
     conda_packages = [item for item in environment["dependencies"] if isinstance(item, str)]

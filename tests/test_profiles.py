@@ -4,6 +4,7 @@ import re
 import subprocess
 
 import yaml
+
 from conftest import REPO, SNAKEMAKE
 
 # Snakemake 9 options that take every following word as their value: a target after them is lost

@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import pytest
+
 from conftest import SNAKEMAKE, copy_workflow
 from slurm import cluster
 

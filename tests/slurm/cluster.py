@@ -115,7 +115,7 @@ class SlurmCluster:
         """Cancel leftover jobs, stop the daemons (newest first) by PID, remove the /etc links."""
         if any(name == "slurmctld" for name, _ in self.daemons):
             subprocess.run(["scancel", "--user", "root"], check=False, env=self.env, capture_output=True, timeout=30)
-        for name, proc in reversed(self.daemons):
+        for _, proc in reversed(self.daemons):
             if proc.poll() is None:
                 proc.terminate()
                 try:
