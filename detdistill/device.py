@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import random
+import socket
 
 import numpy as np
 import torch
 
+from .data import DataError
 
-def pick_device(requested: str = "auto") -> torch.device:
-    """`auto` takes CUDA when present, else the CPU; Snakemake never sets CUDA_VISIBLE_DEVICES."""
+#: the config's top-level `device` (auto | cpu | cuda | cuda:N), set by detdistill.workflow.setup
+_configured = "auto"
+
+
+def configure_device(requested: str) -> torch.device:
+    """Make `requested` every stage's device: `auto` takes CUDA when torch sees it, else the CPU
+    (said on one log line); asking for CUDA where there is none stops the job with one line."""
+    global _configured
+    _configured = requested
+    return pick_device()
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """The configured device (see configure_device); Snakemake never sets CUDA_VISIBLE_DEVICES."""
+    requested = requested or _configured
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(
+            f"config `device: {requested}` but torch sees no CUDA GPU on {socket.gethostname()}: run on a GPU "
+            "machine (cluster: the rule's gpu resource), or set `device: auto` to use the CPU where there is none"
+        )
     return torch.device(requested)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 
-from .data import DataError
+from .data import check_ipc
 
 
 def latent_matrix(frame: pd.DataFrame) -> np.ndarray:
@@ -15,13 +15,9 @@ def latent_matrix(frame: pd.DataFrame) -> np.ndarray:
 
 def compute_prototypes(latents: pd.DataFrame, ipc: int, seed: int, n_init: int = 10) -> pd.DataFrame:
     """Full (not mini-batch) K-means with `ipc` clusters per class; centroids are the prototypes."""
+    check_ipc(latents, ipc)
     rows = []
     for label, group in latents.groupby("label", sort=True):
-        if len(group) < ipc:
-            raise DataError(
-                f"class {group.class_name.iloc[0]!r} has {len(group)} training images, fewer than IPC {ipc}: "
-                "lower the IPC in the target name or drop the class (`source.classes`)"
-            )
         kmeans = KMeans(n_clusters=ipc, n_init=n_init, random_state=seed).fit(latent_matrix(group))
         sizes = np.bincount(kmeans.labels_, minlength=ipc)
         for proto, centre in enumerate(kmeans.cluster_centers_.astype(np.float32)):

@@ -3,30 +3,46 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
+
+# characters that would end a table cell or start markdown formatting inside one
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|])")
+
+
+def markdown_cell(text) -> str:
+    """`text` as literal table-cell text: markdown characters backslash-escaped, line breaks as spaces."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
 def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class_names: list[str], report_dir: Path) -> str:
     """`frame`: flagged synthetic images; `real`: the same rule applied to real held-out images."""
     flagged = frame[frame.defective].sort_values(["label", "prototype_id"])
+    class_names = [markdown_cell(name) for name in class_names]
     counts = frame.reason.value_counts().to_dict()
     lines = [
         "# Anomaly report",
         "",
-        f"Detector verdict on {len(frame)} initial synthetic images, beta = {beta}: "
-        f"{len(flagged)} flagged ({100 * len(flagged) / max(len(frame), 1):.1f}%): "
-        f"{counts.get('label_mismatch', 0)} label_mismatch, {counts.get('low_confidence', 0)} low_confidence, "
-        f"{counts.get('normal', 0)} normal.",
+        (
+            f"Detector verdict on {len(frame)} initial synthetic images, beta = {beta}: "
+            f"{len(flagged)} flagged ({100 * len(flagged) / max(len(frame), 1):.1f}%): "
+            f"{counts.get('label_mismatch', 0)} label_mismatch, {counts.get('low_confidence', 0)} low_confidence, "
+            f"{counts.get('normal', 0)} normal."
+        ),
         "",
-        "`label_mismatch`: the detector predicts another class. `low_confidence`: it predicts the target "
-        "with softmax below beta.",
+        (
+            "`label_mismatch`: the detector predicts another class. `low_confidence`: it predicts the target "
+            "with softmax below beta."
+        ),
         "",
-        f"For scale, the same rule flags {100 * real.defective.mean():.1f}% of {len(real)} *real* held-out images "
-        f"({100 * (real.reason == 'label_mismatch').mean():.1f}% label_mismatch, "
-        f"{100 * (real.reason == 'low_confidence').mean():.1f}% low_confidence; median target softmax "
-        f"{real.p_target.median():.3f}).",
+        (
+            f"For scale, the same rule flags {100 * real.defective.mean():.1f}% of {len(real)} *real* held-out images "
+            f"({100 * (real.reason == 'label_mismatch').mean():.1f}% label_mismatch, "
+            f"{100 * (real.reason == 'low_confidence').mean():.1f}% low_confidence; median target softmax "
+            f"{real.p_target.median():.3f})."
+        ),
         "",
         "## Per class",
         "",

@@ -34,8 +34,10 @@ def _chunks(frame: pd.DataFrame, size: int):
 
 
 # --------------------------------------------------------------------------- 1. data
-def prepare_data(source_cfg: dict, seed: int, out_manifest) -> None:
+def prepare_data(source_cfg: dict, seed: int, out_manifest, threads: int = 1) -> None:
+    """The manifest of every image, written only once each image file has been decoded."""
     manifest = data.build_manifest(source_cfg, seed)
+    data.check_source_images(manifest, source_cfg, threads)
     io.write_parquet(manifest, out_manifest)
     counts = manifest.groupby(["split"]).size().to_dict()
     log.info("manifest: %d images, %s, %d classes", len(manifest), counts, manifest.label.nunique())
@@ -356,11 +358,10 @@ def build_refined_set(anomalies_path, candidate_dirs, method: str, beta: float, 
 def select_random_subset(manifest_path, ipc: int, seed: int, out_path) -> None:
     """A seeded random subset of `ipc` real train images per class (not the first files on disk)."""
     train = _train_split(pd.read_parquet(manifest_path))
+    data.check_ipc(train, ipc)
     rng = np.random.default_rng(seed)
     parts = []
     for _, group in train.groupby("label", sort=True):
-        if len(group) < ipc:
-            raise data.DataError(f"class {group.class_name.iloc[0]!r} has {len(group)} train images, fewer than IPC {ipc}")
         parts.append(group.iloc[np.sort(rng.choice(len(group), ipc, replace=False))])
     subset = pd.concat(parts, ignore_index=True)
     subset.insert(0, "method", "random")

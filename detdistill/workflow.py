@@ -1,19 +1,47 @@
-"""Glue between Snakemake's `script:` object and the stage functions."""
+"""Glue between Snakemake and the library: the `script:` object's set-up, and bad input stopped
+with one line (the cause and the fix) instead of a traceback, both while the DAG is built and
+inside jobs."""
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import sys
+from pathlib import Path
+from typing import NoReturn
+
+from .data import DataError
+
+
+def stop(message: str) -> NoReturn:
+    """End Snakemake with one line on stderr. Raised exceptions are not: Snakemake prints an
+    exception from the Snakefile with its file and line, and one from an input function wrapped in
+    an InputFunctionException with a traceback; a SystemExit passes through both unchanged."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _user_error_hook(exc_type, exc, tb) -> None:
+    """A job's uncaught DataError (bad input, not a bug) becomes one log line; Python then exits 1."""
+    if issubclass(exc_type, DataError):
+        logging.getLogger("detdistill").error("%s", exc)
+    else:
+        sys.__excepthook__(exc_type, exc, tb)
 
 
 def setup(snakemake) -> logging.Logger:
-    """Send logging, warnings and tqdm (stderr) to the rule's log file; honour `threads:`."""
+    """Send logging, warnings and tqdm (stderr) to the rule's log file; honour `threads:` and the
+    config's `device`; bad input ends the job with one line in its log."""
     import torch
+
+    from .device import configure_device
 
     log_path = snakemake.log[0]
     # open for the rest of the job: it becomes the process's stderr
     stream = open(log_path, "w", buffering=1)  # noqa: SIM115
     sys.stderr = stream
+    sys.excepthook = _user_error_hook
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -24,4 +52,71 @@ def setup(snakemake) -> logging.Logger:
     torch.set_num_threads(max(1, int(snakemake.threads)))
     logger = logging.getLogger("detdistill")
     logger.info("rule %s, wildcards %s, threads %s", snakemake.rule, dict(snakemake.wildcards), snakemake.threads)
+    requested = snakemake.config.get("device", "auto")
+    device = configure_device(requested)
+    if requested == "auto" and device.type == "cpu":
+        logger.info("no CUDA GPU visible: running on the CPU (config `device: auto`; `device: cuda` stops instead)")
     return logger
+
+
+# --------------------------------------------------------------------------- config
+def check_config(config: dict, schema_path: str | os.PathLike) -> dict:
+    """The schema, once `config` passes it; else stop with one line naming the first key it
+    rejects and the fix (Snakemake's `validate` prints the whole schema and config after its
+    message: 500-1,000 lines)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if errors:
+        stop(describe_config_error(errors))
+    return schema
+
+
+def check_writable(folders) -> None:
+    """Stop with one line when an output folder (or, before it exists, the folder it will be made
+    in) cannot be written: Snakemake would fail only at the first job, with a traceback."""
+    for folder in map(Path, folders):
+        existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+        if not existing.is_dir():
+            stop(f"{existing} is not a folder, but the workflow writes {folder}/ there: move the file away")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            stop(f"folder {existing.absolute()} is not writable: fix its permissions, or run from a folder you can write")
+
+
+def _key(path) -> str:
+    return ".".join(map(str, path)) or "(top level)"
+
+
+def describe_config_error(errors) -> str:
+    """One line for a list of jsonschema errors: an unknown key (with the closest allowed key) or
+    a bad dataset name before anything else, since a misspelled key also reads as a missing one."""
+    import jsonschema
+
+    by_kind = {"unknown": [], "name": [], "other": []}
+    for error in errors:
+        kind = "unknown" if error.validator == "additionalProperties" else "name" if "propertyNames" in error.schema_path else "other"
+        by_kind[kind].append(error)
+    if by_kind["unknown"]:
+        error = by_kind["unknown"][0]
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = min((k for k in error.instance if k not in allowed), key=str)
+        key = _key([*error.absolute_path, unknown])
+        close = difflib.get_close_matches(unknown, allowed, n=1)
+        fix = f"did you mean `{close[0]}`?" if close else f"remove it (keys allowed there: {', '.join(allowed)})"
+        return f"unknown config key `{key}`: {fix} (config/schema.yaml describes every key)"
+    if by_kind["name"]:
+        error = by_kind["name"][0]
+        return (
+            f"dataset name {error.instance!r} under `datasets:` is not allowed: it becomes part of file names and "
+            f"targets (results/<name>_ipc10.csv), so use lowercase letters, digits and underscores, starting with a letter"
+        )
+    error = jsonschema.exceptions.best_match(by_kind["other"])
+    key = _key(error.absolute_path)
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return f"config key `{_key([*error.absolute_path, missing[0]])}` is missing: add it (config/schema.yaml describes it)"
+    value = repr(error.instance)
+    value = value if len(value) <= 80 else value[:77] + "..."
+    return f"config key `{key}` = {value} is not allowed: {error.message}; fix it in your config file (config/schema.yaml describes it)"

@@ -54,6 +54,7 @@ def sd_run(tmp_path_factory):
         "datasets": {
             "imagenette": {
                 "source": {"classes": CLASSES},
+                "num_classes": len(CLASSES),
                 "image_size": IMAGE_SIZE,
                 "generator": {"model": str(model)},
                 "synthesis": {"steps": 4, "batch_size": 20},
@@ -117,10 +118,13 @@ def test_accuracy_table(sd_run):
 
 def test_missing_weights_fail_before_any_job(tmp_path):
     workdir = copy_workflow(tmp_path)
-    overrides = {"datasets": {"imagenette": {"generator": {"model": str(tmp_path / "no-such-model")}}}}
+    make_imagenette2(workdir / "data" / "imagenette2")  # the data checks pass: the weights are what is missing
+    overrides = {"datasets": {"imagenette": {"source": {"classes": CLASSES}, "num_classes": len(CLASSES),
+                                             "generator": {"model": str(tmp_path / "no-such-model")}}}}
     (workdir / "missing.yaml").write_text(yaml.safe_dump(overrides))
     proc = snakemake(workdir, "results/imagenette_ipc10.csv", "--configfile", "missing.yaml", check=False)
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     assert str(tmp_path / "no-such-model") in output and "download" in output
+    assert "Traceback" not in output and "Exception" not in output
     assert not (workdir / "results").exists()

@@ -1,14 +1,20 @@
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from detdistill.data import DataError, inspect_source
+from detdistill.workflow import check_config, check_writable, stop
 
-validate(config, schema="../../config/schema.yaml")
+
+# Bad input stops the run with one line naming the cause and the fix (detdistill.workflow.stop),
+# here while the DAG is built where a check is cheap, else inside the job (detdistill.workflow.setup).
+SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))
+validate(config, schema="../../config/schema.yaml")  # valid now: this only fills in the defaults
+check_writable(["results", "logs", "benchmarks"])
 
 
 wildcard_constraints:
-    dataset="[a-z][a-z0-9_]*",
+    dataset=SCHEMA["properties"]["datasets"]["propertyNames"]["pattern"].strip("^$"),
     ipc="[0-9]+",
     part="[0-9]+",
     method="|".join(["d4m", "conf", "sim", "conf_sim", "random"]),
@@ -20,13 +26,33 @@ EVAL_METHODS = ["random"] + SYNTHETIC_METHODS
 
 
 def dataset_config(wildcards):
-    try:
-        return config["datasets"][wildcards.dataset]
-    except KeyError:
-        raise ValueError(
-            f"dataset {wildcards.dataset!r} is not configured: add it under `datasets:` in "
-            f"config/config.yaml (configured: {sorted(config['datasets'])})"
+    if wildcards.dataset not in config["datasets"]:
+        stop(
+            f"dataset {wildcards.dataset!r} is not configured: add it under `datasets:` in your config file, "
+            f"or target one of {sorted(config['datasets'])}"
         )
+    return config["datasets"][wildcards.dataset]
+
+
+_source_summaries = {}
+
+
+def source_summary(wildcards):
+    """The dataset's classes, train images per class and file fingerprint, from a listing of its
+    folders (detdistill.data.inspect_source): missing folders, classes or images stop the run here."""
+    if wildcards.dataset not in _source_summaries:
+        try:
+            _source_summaries[wildcards.dataset] = inspect_source(dataset_config(wildcards)["source"])
+        except DataError as error:
+            stop(f"dataset {wildcards.dataset!r}: {error}")
+    return _source_summaries[wildcards.dataset]
+
+
+def get_source_fingerprint(wildcards):
+    """A params value that changes with the image files' names, sizes and modification times, so
+    the manifest is rebuilt when a class folder's contents change (a directory's own mtime misses
+    files replaced in place, and 10,000 files as declared inputs would slow every DAG)."""
+    return source_summary(wildcards).fingerprint
 
 
 def canonical(value):
@@ -48,9 +74,33 @@ def get_image_size(wildcards):
 
 
 def get_num_classes(wildcards):
-    """Known before any job runs, so per-class jobs can be listed: the `source.classes` subset, else `num_classes`."""
-    classes = get_source(wildcards).get("classes")
-    return len(classes) if classes else dataset_config(wildcards)["num_classes"]
+    """Known before any job runs, so per-class jobs can be listed: the `source.classes` subset, else
+    the source's class folders or class table; `num_classes`, where set, must agree."""
+    names = source_summary(wildcards).class_names
+    expected = dataset_config(wildcards).get("num_classes")
+    if expected is not None and expected != len(names):
+        shown = ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
+        stop(
+            f"`datasets.{wildcards.dataset}.num_classes` is {expected} but its source has {len(names)} classes "
+            f"({shown}): set it to {len(names)} or leave it out, or list the classes to keep under `source.classes`"
+        )
+    return len(names)
+
+
+def check_ipc(wildcards):
+    """IPC (images per class) 1 or more, and no more than any class's train images where the
+    folders tell before the manifest exists (else the job checks)."""
+    ipc = int(wildcards.ipc)
+    if ipc < 1:
+        stop(f"IPC {ipc} in the target: ask for 1 image per class or more (results/{wildcards.dataset}_ipc10.csv)")
+    summary = source_summary(wildcards)
+    for name, count in zip(summary.class_names, summary.train_counts or []):
+        if count < ipc:
+            stop(
+                f"IPC {ipc} is more than the {count} train images of class {name!r} (dataset {wildcards.dataset!r}): "
+                f"lower the IPC in the target, add images, or drop the class from `source.classes`"
+            )
+    return ipc
 
 
 def get_labels(wildcards):
@@ -66,7 +116,7 @@ def get_generator(wildcards):
     if not shipped:
         return f"results/{wildcards.dataset}/generator"
     if not Path(shipped, "generator.json").is_file():
-        raise ValueError(
+        stop(
             f"generator checkpoint folder {shipped!r} (datasets.{wildcards.dataset}.generator.checkpoint) "
             "has no generator.json: restore it from the repository (git checkout -- resources/), "
             "or set the key to null to train the generator in the run"
@@ -85,7 +135,7 @@ def check_sd_weights(model):
         try:
             _checked_weights[model] = resolve_weights(model)
         except MissingWeightsError as error:
-            raise WorkflowError(str(error))
+            stop(str(error))
     return _checked_weights[model]
 
 
@@ -101,7 +151,7 @@ def get_part_labels(wildcards):
     parts = get_class_parts(wildcards)
     part = int(wildcards.part)
     if part >= len(parts):
-        raise ValueError(
+        stop(
             f"part{part} does not exist: datasets.{wildcards.dataset}.synthesis.classes_per_job "
             f"makes {len(parts)} parts (part0..part{len(parts) - 1})"
         )
@@ -112,6 +162,7 @@ def get_part_dirs(step):
     """An input function listing the class-group folders of `step` (initial, candidates)."""
 
     def part_dirs(wildcards):
+        check_ipc(wildcards)
         return expand(
             "results/{dataset}/ipc{ipc}/{step}/part{part}",
             dataset=wildcards.dataset,
@@ -138,6 +189,7 @@ def get_synthetic_sets(wildcards):
 
 
 def get_eval_tables(wildcards):
+    check_ipc(wildcards)
     models = dataset_config(wildcards)["evaluation"]["models"]
     return expand(
         "results/{dataset}/ipc{ipc}/eval/{method}/{model}.parquet",

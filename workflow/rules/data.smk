@@ -3,7 +3,11 @@ rule prepare_data:
         manifest="results/{dataset}/data/manifest.parquet",
     params:
         source=get_source,
+        # rebuilds the manifest when the image files change (names, sizes, modification times)
+        files=get_source_fingerprint,
         seed=config["seed"],
+    # every image file is decoded once here, so a broken one stops the run before any training
+    threads: 2
     log:
         "logs/prepare_data/{dataset}.log",
     conda:

@@ -1,0 +1,290 @@
+"""Bad input stops the workflow with one line naming the cause and the fix: no traceback, and
+nothing already computed deleted or overwritten. Checks that need no image decoded run while the
+DAG is built (tested with -n); the others inside the job (prepare_data here, on tiny image folders)."""
+
+import copy
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import REPO, copy_workflow, snakemake
+from detdistill.workflow import check_config
+
+TINY = yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text())["datasets"]["tiny"]
+# awkward folder names: a space, quotes, non-ASCII letters, markdown's table separator
+AWKWARD = ["my class", "it's \"quoted\"", "café ñandú", "a|b"]
+
+
+def make_image_folder(root: Path, classes, per_class=(4, 2)) -> Path:
+    """root/{train,test}/<class>/<i>.png: tiny images of different sizes and modes (RGB, L, RGBA)."""
+    for split, count in zip(("train", "test"), per_class):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                mode, size = [("RGB", (8, 8)), ("L", (12, 9)), ("RGBA", (10, 10))][i % 3]
+                Image.new(mode, size, color=(40 * c + 10 * i) % 256 if mode == "L" else (40 * c, 10 * i, 90)).save(folder / f"{i}.png")
+    return root
+
+
+def dataset(root, **changes) -> dict:
+    """The tiny test dataset read from the image folder `root`; `changes` replace whole sections."""
+    entry = copy.deepcopy(TINY)
+    entry["source"] = {"kind": "imagefolder", "root": str(root)}
+    entry.update(changes)
+    return entry
+
+
+def run(workdir: Path, target: str, datasets: dict, *args: str, top: dict | None = None) -> subprocess.CompletedProcess:
+    config = workdir / f"{target.replace('/', '_')}.yaml"
+    config.write_text(yaml.safe_dump({**(top or {}), "datasets": datasets}, allow_unicode=True))
+    return snakemake(workdir, target, *args, "--configfile", config.name, check=False)
+
+
+def assert_stops_with(proc: subprocess.CompletedProcess, *expected: str) -> str:
+    """A non-zero exit and exactly one `error:` line, holding every expected text; no traceback."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert "Traceback" not in output and "Exception" not in output, output[-3000:]
+    lines = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, output[-3000:]
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_job_stops_with(proc: subprocess.CompletedProcess, log: Path, *expected: str) -> str:
+    """A job ended by bad input: a non-zero exit, one ERROR line in its log holding every expected
+    text, shown in Snakemake's output (the profile's show-failed-logs); no traceback in either.
+    Snakemake's own lines about the failed job (RuleException, CalledProcessError) stay."""
+    output, text = proc.stdout + proc.stderr, log.read_text()
+    assert proc.returncode != 0, output[-3000:]
+    assert "Traceback" not in output and "Traceback" not in text, output[-3000:]
+    lines = [line for line in text.splitlines() if " ERROR " in line]
+    assert len(lines) == 1, text
+    for part in expected:
+        assert part in lines[0], lines[0]
+    assert lines[0] in output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("badinput"))
+
+
+# --------------------------------------------------------------------------- while the DAG is built
+def make_case(workdir: Path, case: str):
+    """(datasets, target, top-level config, expected texts) of one bad-input case."""
+    data = make_image_folder(workdir / "data" / case, ["cat", "dog", "owl"])
+    ok = dataset(data)
+    target = f"results/{case}_ipc1.csv"
+    refinement = TINY["refinement"]
+    cases = {
+        "missing_folder": ({case: dataset(workdir / "no" / "such" / "folder")}, target, None,
+                           ["dataset 'missing_folder'", "no/such/folder/train does not exist", "source.root"]),
+        "empty_class": ({case: ok}, target, None, ["class folder", "holds no images", "add images"]),
+        "ipc_too_large": ({case: ok}, f"results/{case}_ipc5.csv", None, ["IPC 5 is more than the 4 train images of class 'cat'"]),
+        "ipc_zero": ({case: ok}, f"results/{case}_ipc0.csv", None, ["IPC 0", "1 image per class or more"]),
+        "unknown_dataset": ({case: ok}, "results/nosuch_ipc1.csv", None, ["dataset 'nosuch' is not configured", case]),
+        "missing_sd_weights": ({case: dataset(data, generator={"backend": "sd15", "model": str(workdir / "no_weights")})}, target, None,
+                               ["no_weights", "does not exist"]),
+        "misspelled_key": ({case: {**{k: v for k, v in ok.items() if k != "refinement"}, "refinment": refinement}}, target, None,
+                           [f"unknown config key `datasets.{case}.refinment`", "did you mean `refinement`?"]),
+        "hyphen-name": ({case: ok}, target, None, ["dataset name 'hyphen-name'", "underscores"]),
+        "too_few_num_classes": ({case: dataset(data, num_classes=2)}, target, None,
+                                [f"`datasets.{case}.num_classes` is 2 but its source has 3 classes ('cat', 'dog', 'owl')",
+                                 "set it to 3 or leave it out"]),
+        "too_many_num_classes": ({case: dataset(data, num_classes=10)}, target, None, ["num_classes` is 10 but its source has 3 classes"]),
+    }
+    if case == "empty_class":
+        shutil.rmtree(data / "test" / "owl")
+        (data / "test" / "owl").mkdir()
+        (data / "test" / "owl" / "notes.txt").write_text("not an image")
+    return cases[case]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing_folder", "empty_class", "ipc_too_large", "ipc_zero", "unknown_dataset", "missing_sd_weights",
+     "misspelled_key", "hyphen-name", "too_few_num_classes", "too_many_num_classes"],
+)
+def test_dag_time_errors_are_one_line(workdir, case):
+    datasets, target, top, expected = make_case(workdir, case)
+    assert_stops_with(run(workdir, target, datasets, "-n", top=top), *expected)
+
+
+def stop_on_config(config: dict) -> None:
+    """check_config, the workflow's first statement, ends Snakemake (exit status 1)."""
+    with pytest.raises(SystemExit) as stopped:
+        check_config(config, REPO / "config" / "schema.yaml")
+    assert stopped.value.code == 1
+
+
+def with_dataset(**changes) -> dict:
+    return {"seed": 0, "datasets": {"mine": {**copy.deepcopy(TINY), **changes}}}
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        (with_dataset(evaluation={**TINY["evaluation"], "models": ["convnet", "vgg16"]}),
+         "`datasets.mine.evaluation.models.1` = 'vgg16' is not allowed: 'vgg16' is not one of ['convnet', 'resnetap10', 'resnet18']"),
+        (with_dataset(generator={"backend": "dalle"}), "`datasets.mine.generator.backend` = 'dalle' is not allowed: 'dalle' is not one of"),
+        (with_dataset(refinement={**TINY["refinement"], "beta": 0}),
+         "`datasets.mine.refinement.beta` = 0 is not allowed: 0 is less than or equal to the minimum of 0"),
+        (with_dataset(refinement={**TINY["refinement"], "beta": 1.5}), "`datasets.mine.refinement.beta` = 1.5 is not allowed: 1.5 is greater than the maximum of 1"),
+        (with_dataset(refinement={**TINY["refinement"], "top_k": 0}), "`datasets.mine.refinement.top_k` = 0 is not allowed: 0 is less than the minimum of 1"),
+        ({**with_dataset(), "seeed": 1}, "unknown config key `seeed`: did you mean `seed`?"),
+        (with_dataset(detector={**TINY["detector"], "train": {**TINY["detector"]["train"], "epoch": 1}}),
+         "unknown config key `datasets.mine.detector.train.epoch`: did you mean `epochs`?"),
+        (with_dataset(prototypes={"n_init": 2, "colour": 1}), "unknown config key `datasets.mine.prototypes.colour`: remove it (keys allowed there: n_init)"),
+        ({"seed": 0, "datasets": {"mine": {k: v for k, v in TINY.items() if k != "judge"}}}, "config key `datasets.mine.judge` is missing: add it"),
+        ({**with_dataset(), "device": "gpu"}, "config key `device` = 'gpu' is not allowed"),
+    ],
+)
+def test_config_errors_are_one_line(config, expected, capsys):
+    stop_on_config(config)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert expected in err
+
+
+@pytest.mark.parametrize("overlay", [None, "tests/config/tiny.yaml", "config/retrain_digits_generator.yaml", "config/bench/cifar10_embedded.yaml"])
+def test_shipped_configs_pass_the_schema(overlay):
+    """The Snakefile's config files, merged as Snakemake merges them, alone and under each overlay."""
+    from snakemake.utils import update_config
+
+    config = {}
+    for name in ["config.yaml", "imagenette.yaml", "imagewoof.yaml", "cifar10.yaml"]:
+        update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    if overlay:
+        update_config(config, yaml.safe_load((REPO / overlay).read_text()))
+    check_config(config, REPO / "config" / "schema.yaml")
+
+
+def test_num_classes_comes_from_the_folders_when_left_out(workdir):
+    data = make_image_folder(workdir / "data" / "no_num_classes", AWKWARD)
+    config = dataset(data, synthesis={**TINY["synthesis"], "classes_per_job": 1})
+    proc = run(workdir, "results/no_num_classes_ipc1.csv", {"no_num_classes": config}, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # one synthesis job per class: the DAG knows all four classes before any job runs
+    assert proc.stdout.count("rule synthesize_initial:") == len(AWKWARD), proc.stdout[-3000:]
+
+
+def test_unwritable_results_folder(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    results = workdir / "results"
+    results.mkdir()
+    locked = lock_folder(results)
+    try:
+        proc = run(workdir, "results/digits_ipc2.csv", {}, "-n")
+    finally:
+        unlock_folder(results, locked)
+    assert_stops_with(proc, f"folder {results} is not writable")
+
+
+def lock_folder(folder: Path) -> bool:
+    """Make `folder` unwritable, also for root (which ignores permissions): the immutable attribute."""
+    folder.chmod(0o555)
+    if os.geteuid() != 0:
+        return False
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        folder.chmod(0o755)
+        pytest.skip("running as root on a file system without chattr +i: cannot make a folder unwritable")
+    return True
+
+
+def unlock_folder(folder: Path, locked: bool) -> None:
+    if locked:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+# --------------------------------------------------------------------------- inside the jobs
+def manifest_target(name: str) -> str:
+    return f"results/{name}/data/manifest.parquet"
+
+
+def test_corrupt_image_is_found_by_prepare_data_and_its_removal_rebuilds_the_manifest(workdir):
+    data = make_image_folder(workdir / "data" / "corrupt", ["cat", "dog"])
+    good = data / "train" / "dog" / "0.png"
+    broken = data / "train" / "dog" / "broken.jpg"
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(broken, quality=90)
+    broken.write_bytes(broken.read_bytes()[: len(broken.read_bytes()) // 2])  # a cut-off download
+    (data / "test" / "cat" / "fake.png").write_text("not a png")
+    datasets = {"corrupt": dataset(data)}
+
+    proc = run(workdir, manifest_target("corrupt"), datasets)
+    log = workdir / "logs" / "prepare_data" / "corrupt.log"
+    assert_job_stops_with(proc, log, "2 of 14 image files cannot be read", str(broken), "fake.png", "Delete or replace them and re-run")
+    assert not (workdir / manifest_target("corrupt")).exists()
+
+    broken.unlink()
+    (data / "test" / "cat" / "fake.png").unlink()
+    proc = run(workdir, manifest_target("corrupt"), datasets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = pd.read_parquet(workdir / manifest_target("corrupt"))
+    assert len(manifest) == 12 and str(good) in set(manifest.source)
+
+
+def test_manifest_follows_the_class_folders(workdir):
+    data = make_image_folder(workdir / "data" / "changing", AWKWARD)
+    (data / "train" / "a|b" / "README.txt").write_text("a stray file")
+    datasets = {"changing": dataset(data)}
+    manifest_path = workdir / manifest_target("changing")
+
+    proc = run(workdir, manifest_target("changing"), datasets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (workdir / "logs" / "prepare_data" / "changing.log").read_text()
+    assert f"skipped 1 non-image entries in {data / 'train' / 'a|b'}: README.txt" in log
+    assert "running on the CPU" in log
+    assert pd.read_parquet(manifest_path).class_name.unique().tolist() == sorted(AWKWARD)  # names as written
+
+    assert "Nothing to be done" in run(workdir, manifest_target("changing"), datasets, "-n").stdout
+    (data / "train" / "a|b" / "another.txt").write_text("still not an image")  # not in the manifest
+    assert "Nothing to be done" in run(workdir, manifest_target("changing"), datasets, "-n").stdout
+
+    added = data / "train" / "café ñandú" / "new.png"
+    Image.new("RGB", (8, 8)).save(added)
+    (data / "test" / "my class" / "0.png").unlink()
+    proc = run(workdir, manifest_target("changing"), datasets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sources = set(pd.read_parquet(manifest_path).source)
+    assert str(added) in sources and str(data / "test" / "my class" / "0.png") not in sources
+
+
+def test_gpu_asked_for_where_there_is_none(workdir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    data = make_image_folder(workdir / "data" / "on_gpu", ["cat", "dog"])
+    proc = run(workdir, manifest_target("on_gpu"), {"on_gpu": dataset(data)}, top={"device": "cuda"})
+    log = workdir / "logs" / "prepare_data" / "on_gpu.log"
+    assert_job_stops_with(proc, log, "config `device: cuda` but torch sees no CUDA GPU", "set `device: auto`")
+
+
+def test_bad_input_leaves_computed_artifacts_untouched(workdir):
+    """Bad input found while the DAG is built stops a real run (not -n) before anything is written."""
+    data = make_image_folder(workdir / "data" / "kept", ["cat", "dog", "owl"])
+    good = dataset(data)
+    assert run(workdir, manifest_target("kept"), {"kept": good}).returncode == 0
+    results = workdir / "results" / "kept"
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in results.rglob("*") if p.is_file()}
+
+    bad_configs = [
+        {**good, "num_classes": 4},
+        {**good, "refinement": {**TINY["refinement"], "beta": 0}},
+        {**{k: v for k, v in good.items() if k != "judge"}, "judges": TINY["judge"]},
+    ]
+    for config in bad_configs:
+        assert_stops_with(run(workdir, "results/kept_ipc1.csv", {"kept": config}))
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in results.rglob("*") if p.is_file()}
+    assert after == before
