@@ -288,3 +288,25 @@ def test_bad_input_leaves_computed_artifacts_untouched(workdir):
         assert_stops_with(run(workdir, "results/kept_ipc1.csv", {"kept": config}))
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in results.rglob("*") if p.is_file()}
     assert after == before
+
+
+# --------------------------------------------------------------------------- class names in reports
+def test_class_names_are_escaped_in_the_anomaly_report(tmp_path):
+    from detdistill.report import anomaly_markdown
+
+    names = ["a|b", "x*y_z", "café [1]"]
+    frame = pd.DataFrame({
+        "image_id": ["c0-p000", "c1-p000", "c2-p000"], "label": [0, 1, 2], "prototype_id": [0, 0, 0],
+        "predicted": [1, 1, 2], "p_target": [0.1, 0.99, 0.5], "reason": ["label_mismatch", "normal", "low_confidence"],
+        "defective": [True, False, True], "image_path": [str(tmp_path / f"c{i}-p000.png") for i in range(3)],
+    })
+    real = frame.assign(defective=False, reason="normal")
+    report = anomaly_markdown(frame, real, 0.9, names, tmp_path)
+    assert "| a\\|b | 1 | 1 | 1 | 0 |" in report  # the per-class row keeps its five cells
+    assert "| x\\*y\\_z | 1 | 0 | 0 | 0 |" in report and "| café \\[1\\] | 1 | 1 | 0 | 1 |" in report
+    flagged = next(line for line in report.splitlines() if "`c0-p000`" in line)
+    assert "| a\\|b | x\\*y\\_z | 0.100 | label_mismatch |" in flagged
+    rows = [line for line in report.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 + 3 + 2  # two headers, three classes, two flagged images
+    for line in rows:  # the unescaped pipes delimit both tables' five cells, whatever the names
+        assert len(line.replace("\\|", "").split("|")) == 5 + 2
