@@ -419,7 +419,7 @@ class SourceSummary:
 
 def inspect_source(source_cfg: dict) -> SourceSummary:
     """What a source holds, found without decoding an image (a directory listing and a stat per
-    file: 0.3 s for 10,000 files), so the workflow can check it before any job runs and rebuild
+    file: 0.3-0.5 s for 10,000 files), so the workflow can check it before any job runs and rebuild
     the manifest when a folder's contents change. Missing folders, classes and images raise DataError."""
     digest = hashlib.sha256()
 
