@@ -13,8 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, copy_workflow, snakemake
 from detdistill.workflow import check_config
+
+from conftest import REPO, copy_workflow, snakemake
 
 TINY = yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text())["datasets"]["tiny"]
 # awkward folder names: a space, quotes, non-ASCII letters, markdown's table separator
