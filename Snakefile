@@ -17,6 +17,7 @@ include: "workflow/rules/synthesis.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/anomalies.smk"
 include: "workflow/rules/refinement.smk"
+include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluation.smk"
 
 

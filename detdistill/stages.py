@@ -251,18 +251,21 @@ def train_classifier_stage(manifest_path, source_cfg: dict, image_size: int, clf
     log.info("classifier %s: test accuracy %.4f", clf_cfg["model"], metrics["test_accuracy"])
 
 
-def _score(model_path, frame: pd.DataFrame) -> pd.DataFrame:
-    """Add predicted, p_target and feature columns (detector view) to an image table."""
+def _score(model_path, frame: pd.DataFrame, load_images=None, batch_size: int = 1024) -> pd.DataFrame:
+    """Add predicted, p_target and feature columns (detector view) to an image table. Images are
+    read `batch_size` rows at a time by `load_images(rows)` (default: the PNGs at `image_path`)."""
     from .train import load_model, predict
 
+    load_images = load_images or (lambda rows: load_png_images(rows.image_path))
     device = pick_device()
     model = load_model(model_path, device)
-    out = predict(model, load_png_images(frame.image_path), device)
+    outs = [predict(model, load_images(chunk), device) for chunk in _chunks(frame, batch_size)]
+    probs = torch.cat([out["probs"] for out in outs])
     labels = label_tensor(frame)
     frame = frame.copy()
-    frame["predicted"] = out["probs"].argmax(1).numpy()
-    frame["p_target"] = out["probs"].gather(1, labels[:, None]).squeeze(1).numpy()
-    frame["feature"] = list(out["features"].numpy())
+    frame["predicted"] = probs.argmax(1).numpy()
+    frame["p_target"] = probs.gather(1, labels[:, None]).squeeze(1).numpy()
+    frame["feature"] = list(torch.cat([out["features"] for out in outs]).numpy())
     return frame
 
 
@@ -355,18 +358,55 @@ def build_refined_set(anomalies_path, candidate_dirs, method: str, beta: float, 
     log.info("%s: replaced %d of %d images", method, int((result.origin == "candidate").sum()), len(result))
 
 
+def _real_subset(train: pd.DataFrame, ipc: int, method: str, pick) -> pd.DataFrame:
+    """`ipc` train rows per class, `pick(label, group)` giving their positions in the group."""
+    data.check_ipc(train, ipc)
+    parts = []
+    for label, group in train.groupby("label", sort=True):
+        parts.append(group.iloc[pick(int(label), group)])
+    subset = pd.concat(parts, ignore_index=True)
+    subset.insert(0, "method", method)
+    subset["kind"] = "real"
+    return subset
+
+
 def select_random_subset(manifest_path, ipc: int, seed: int, out_path) -> None:
     """A seeded random subset of `ipc` real train images per class (not the first files on disk)."""
-    train = _train_split(pd.read_parquet(manifest_path))
-    data.check_ipc(train, ipc)
     rng = np.random.default_rng(seed)
-    parts = []
-    for _, group in train.groupby("label", sort=True):
-        parts.append(group.iloc[np.sort(rng.choice(len(group), ipc, replace=False))])
-    subset = pd.concat(parts, ignore_index=True)
-    subset.insert(0, "method", "random")
-    subset["kind"] = "real"
+    train = _train_split(pd.read_parquet(manifest_path))
+    subset = _real_subset(train, ipc, "random", lambda label, group: np.sort(rng.choice(len(group), ipc, replace=False)))
     io.write_parquet(subset, out_path)
+
+
+def score_train_features(manifest_path, source_cfg: dict, image_size: int, detector_path, out_path) -> None:
+    """The detector's view (prediction, target softmax, penultimate feature) of every *train* image,
+    streamed in chunks: the space the herding and k-center baselines select in."""
+    train = _train_split(pd.read_parquet(manifest_path))
+    scored = _score(detector_path, train, lambda rows: data.load_images(rows, source_cfg, image_size))
+    io.write_parquet(scored[["image_id", "label", "predicted", "p_target", "feature"]], out_path)
+    log.info("detector features of %d train images", len(scored))
+
+
+def select_feature_subset(manifest_path, features_path, method: str, ipc: int, seed: int, out_path) -> None:
+    """`ipc` real train images per class chosen by herding or k-center in the detector's feature
+    space (detdistill.baselines), in pick order (`selection_rank`)."""
+    from .baselines import select
+
+    train = _train_split(pd.read_parquet(manifest_path))
+    features = pd.read_parquet(features_path, columns=["image_id", "feature"])
+    if set(features.image_id) != set(train.image_id):
+        raise data.DataError(
+            f"{features_path} does not score the train split of {manifest_path}: delete it so the workflow re-scores"
+        )
+    train = train.merge(features, on="image_id", how="left", validate="one_to_one")
+
+    def pick(label: int, group: pd.DataFrame) -> np.ndarray:
+        return select(np.stack(group.feature.to_numpy()), ipc, method, seed, label)
+
+    subset = _real_subset(train, ipc, method, pick).drop(columns="feature")
+    subset["selection_rank"] = subset.groupby("label").cumcount()
+    io.write_parquet(subset, out_path)
+    log.info("%s: %d real train images, IPC %d", method, len(subset), ipc)
 
 
 def load_set_images(set_frame: pd.DataFrame, source_cfg: dict, image_size: int) -> torch.Tensor:
@@ -453,7 +493,11 @@ def label_consistency(judge_path, set_paths, out_csv, low_threshold: float = 0.7
 
 
 # --------------------------------------------------------------------------- 12. tables
-def aggregate(eval_paths, out_csv, out_summary) -> None:
+def aggregate(eval_paths, out_csv, out_summary, out_paired, out_paired_md, title: str) -> None:
+    """The per-run table, the per-(model, method) summary, and the paired per-seed differences
+    (detdistill.stats) as CSV and markdown."""
+    from .stats import paired_differences, paired_markdown
+
     table = pd.concat([pd.read_parquet(p) for p in sorted(map(str, eval_paths))], ignore_index=True)
     table["test_accuracy_pct"] = 100 * table.test_accuracy
     table = table.sort_values(["model", "method", "seed"]).reset_index(drop=True)
@@ -465,3 +509,6 @@ def aggregate(eval_paths, out_csv, out_summary) -> None:
         .round({"mean": 2, "std": 2})
     )
     io.write_csv(summary, out_summary)
+    paired = paired_differences(table)
+    io.write_csv(paired, out_paired)
+    io.write_text(paired_markdown(paired, title), out_paired_md)

@@ -12,7 +12,8 @@ from conftest import copy_workflow, snakemake
 
 IPC = 2
 CLASSES = 3
-METHODS = ["random", "d4m", "conf", "sim", "conf_sim"]
+BASELINES = ["random", "herding", "kcenter"]
+METHODS = [*BASELINES, "d4m", "conf", "sim", "conf_sim"]
 MODELS = ["convnet", "resnetap10", "resnet18"]
 SEEDS = [0, 1]
 
@@ -100,8 +101,14 @@ def test_sets_keep_ipc_per_class(tiny_run):
     ours = pd.read_parquet(results(tiny_run) / "ipc2" / "sets" / "conf_sim.parquet")
     replaced = set(ours.loc[ours.origin == "candidate", "replaced_image_id"])
     assert replaced == set(anomalies.loc[anomalies.defective, "image_id"])
-    random_subset = pd.read_parquet(results(tiny_run) / "ipc2" / "sets" / "random.parquet")
-    assert (random_subset.split == "train").all()
+    manifest = pd.read_parquet(results(tiny_run) / "data" / "manifest.parquet")
+    train_ids = set(manifest.loc[manifest.split == "train", "image_id"])
+    for method in BASELINES:
+        real_subset = pd.read_parquet(results(tiny_run) / "ipc2" / "sets" / f"{method}.parquet")
+        assert (real_subset.split == "train").all() and set(real_subset.image_id) <= train_ids, method
+        assert (real_subset.kind == "real").all() and (real_subset.method == method).all()
+    features = pd.read_parquet(results(tiny_run) / "classifiers" / "detector" / "train_features.parquet")
+    assert set(features.image_id) == train_ids
     for method in ["d4m", "conf", "sim", "conf_sim"]:
         with Image.open(results(tiny_run) / "ipc2" / "sets" / f"{method}.png") as sheet:
             assert sheet.width > 32 * IPC and sheet.height > 32 * CLASSES
@@ -116,6 +123,16 @@ def test_accuracy_table_and_summary(tiny_run):
     summary = pd.read_csv(tiny_run / "results" / "tiny_ipc2_summary.csv")
     assert len(summary) == (len(METHODS) + 1) * len(MODELS)
     assert (summary.seeds == len(SEEDS)).all()
+    paired = pd.read_csv(tiny_run / "results" / "tiny_ipc2_paired.csv")
+    ours = paired[(paired.method == "conf_sim") & (paired.model == "convnet")]
+    assert sorted(ours.baseline) == sorted(m for m in METHODS if m != "conf_sim")
+    assert set(paired[paired.method != "conf_sim"].baseline) == {"d4m"}
+    assert len(paired) == len(MODELS) * (len(METHODS) - 1 + len(METHODS) - 2)
+    assert (paired.seeds == len(SEEDS)).all() and (paired.ci_low <= paired.mean_diff).all()
+    row = paired[(paired.model == "convnet") & (paired.method == "conf_sim") & (paired.baseline == "d4m")].iloc[0]
+    runs = table[table.model == "convnet"].pivot(index="seed", columns="method", values="test_accuracy_pct")
+    assert row.mean_diff == pytest.approx((runs.conf_sim - runs.d4m).mean(), abs=0.006)
+    assert "variance of building" in (tiny_run / "results" / "tiny_ipc2_paired.md").read_text()
     consistency = pd.read_csv(tiny_run / "results" / "tiny_ipc2_consistency.csv")
     assert sorted(consistency.method) == sorted(["d4m", "conf", "sim", "conf_sim"])
 
@@ -141,7 +158,8 @@ def _with_refinement(workdir, **changes):
     return "changed.yaml"
 
 
-UPSTREAM = {"prepare_data", "prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial", "train_classifier", "score_initial", "evaluate_full", "select_random_subset"}
+UPSTREAM = {"prepare_data", "prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial", "train_classifier", "score_initial", "evaluate_full", "select_random_subset",
+            "score_train_features", "select_feature_subset"}
 
 
 def test_nothing_to_do_after_a_run(tiny_run):
@@ -194,3 +212,12 @@ def test_synthesis_jobs_per_class_group(tmp_path, dataset, target, configfile, c
         jobs = _planned_jobs(workdir, _with_classes_per_job(workdir, dataset, configfile, per_job), target)
         assert jobs["synthesize_initial"] == jobs["generate_candidates"] == expected, (per_job, jobs)
         assert jobs["score_initial"] == jobs["detect_anomalies"] == 1
+
+
+def test_changing_baselines_reruns_no_evaluation(tiny_run):
+    """evaluation.baselines chooses which sets are evaluated; it is no setting of an evaluation."""
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    config["datasets"]["tiny"]["evaluation"]["baselines"] = ["random", "kcenter"]
+    (tiny_run / "baselines.yaml").write_text(yaml.safe_dump(config))
+    jobs = _planned_jobs(tiny_run, "baselines.yaml")
+    assert set(jobs) <= {"aggregate_results"}, jobs

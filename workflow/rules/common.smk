@@ -17,12 +17,18 @@ wildcard_constraints:
     dataset=SCHEMA["properties"]["datasets"]["propertyNames"]["pattern"].strip("^$"),
     ipc="[0-9]+",
     part="[0-9]+",
-    method="|".join(["d4m", "conf", "sim", "conf_sim", "random"]),
+    method="|".join(["d4m", "conf", "sim", "conf_sim", "random", "herding", "kcenter"]),
     role="detector|judge",
 
 
 SYNTHETIC_METHODS = ["d4m", "conf", "sim", "conf_sim"]
-EVAL_METHODS = ["random"] + SYNTHETIC_METHODS
+FEATURE_BASELINES = ["herding", "kcenter"]  # real images chosen in the detector's feature space
+DEFAULT_BASELINES = ["random"]
+
+
+def get_eval_methods(wildcards):
+    """The real-data baselines of `evaluation.baselines`, then the synthetic sets."""
+    return dataset_config(wildcards)["evaluation"].get("baselines", DEFAULT_BASELINES) + SYNTHETIC_METHODS
 
 
 def dataset_config(wildcards):
@@ -195,7 +201,7 @@ def get_eval_tables(wildcards):
         "results/{dataset}/ipc{ipc}/eval/{method}/{model}.parquet",
         dataset=wildcards.dataset,
         ipc=wildcards.ipc,
-        method=EVAL_METHODS,
+        method=get_eval_methods(wildcards),
         model=models,
     ) + expand(
         "results/{dataset}/eval_full/{model}.parquet",
@@ -222,7 +228,15 @@ def get_section(name):
 get_generator_config = get_section("generator")
 get_synthesis_config = get_section("synthesis")
 get_prototype_config = get_section("prototypes")
-get_evaluation_config = get_section("evaluation")
+
+
+_evaluation_section = get_section("evaluation")
+
+
+def get_evaluation_config(wildcards):
+    """The `evaluation` section less `baselines`: which sets are evaluated is no setting of one
+    evaluation, so changing the list must not re-run the others."""
+    return {key: value for key, value in _evaluation_section(wildcards).items() if key != "baselines"}
 
 
 def get_beta(wildcards):

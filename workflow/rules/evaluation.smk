@@ -69,6 +69,12 @@ rule aggregate_results:
             category="Accuracy",
         ),
         summary="results/{dataset}_ipc{ipc}_summary.csv",
+        paired="results/{dataset}_ipc{ipc}_paired.csv",
+        paired_md=report(
+            "results/{dataset}_ipc{ipc}_paired.md",
+            caption="../report/paired.rst",
+            category="Accuracy",
+        ),
     log:
         "logs/aggregate_results/{dataset}_ipc{ipc}.log",
     conda:
