@@ -13,7 +13,7 @@ def test_artifacts_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
     old = os.umask(umask)
     try:
         io.write_json({"a": 1}, tmp_path / "x.json")
-        folder = io.make_staging_dir(tmp_path, ".stage.")
+        folder = io.make_staging_dir(tmp_path / "stage")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == file_mode
@@ -22,8 +22,7 @@ def test_artifacts_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
 
 
 def test_failed_write_leaves_nothing(tmp_path):
-    with pytest.raises(RuntimeError):
-        with io.atomic_path(tmp_path / "y.csv") as tmp:
-            tmp.write_text("partial")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), io.atomic_path(tmp_path / "y.csv") as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
