@@ -3,9 +3,9 @@
 Usage: python bench/kill_resume.py --trials 10 --seed 0 --workdir /tmp/kill_resume --out bench/measurements/kill_resume
 
 Runs the workflow once uninterrupted (the reference), then per trial: a copy of the finished
-reference (Snakemake's metadata and mtimes kept) in which the trial's stage is to run again
-(`snakemake TARGET --forcerun RULE`, the stage's cached images removed), so only that stage and
-what depends on it run, started in its own process group; when the stage's job starts (its log
+reference (Snakemake's metadata and mtimes kept) without the outputs of the trial's stage and of
+what depends on them (the jobs `--forcerun RULE` would redo) and without the stage's cached
+images, so a run of TARGET is a run in which that stage is next, started in its own process group; when the stage's job starts (its log
 file appears: the script has imported torch and set up logging) a seeded random delay of 5-95%
 of that job's reference duration is waited, then the whole group gets SIGKILL or SIGINT (as a
 killed node or a Ctrl-C would). Then `snakemake --unlock` and `snakemake TARGET --rerun-incomplete`,
@@ -15,9 +15,8 @@ and the trial asserts:
   included; nothing is left over: no hidden temporary file or staging folder anywhere in
   results/ except killed writes' `.<key>.png.tmp-*` files in the image cache, which no look-up
   reads (counted in the report);
-- no finished job is redone: every file that existed at the kill, was not an output of a job
-  Snakemake marked incomplete (`.snakemake/incomplete/`) and was not a copied output still to be
-  redone, is the same file afterwards (inode and mtime unchanged), cached images included, so
+- no finished job is redone: every file that existed at the kill and was not an output of a job
+  Snakemake marked incomplete (`.snakemake/incomplete/`) is the same file afterwards (inode and mtime unchanged), cached images included, so
   images (classes) generated before the kill are not generated again.
 
 Stages cycle through evaluation, candidates, detector, synthesis, generator training; signals
@@ -143,20 +142,29 @@ def planned_outputs(workdir: Path, target: str, rule: str, configfile: str) -> l
     return [o for m in re.finditer(r"^\s+output: (.+)$", proc.stdout, re.MULTILINE) for o in m.group(1).split(", ")]
 
 
-def forced_copy(ref_dir: Path, dest: Path, rule: str) -> Path:
-    """A copy of the finished reference run (Snakemake's metadata and mtimes kept) that is to re-run
-    `rule` and what depends on it: no logs or benchmarks, and without the cached images that the
-    forced jobs make, so they generate them again."""
+def forced_copy(ref_dir: Path, dest: Path, rule: str, target: str, configfile: str = "run.yaml") -> tuple[Path, list[str]]:
+    """A copy of the finished reference run (Snakemake's metadata and mtimes kept) without the
+    outputs of `rule`'s jobs and of everything that depends on them (what `--forcerun rule` would
+    redo), and without the cached images those jobs make: the state of a run in which the stage
+    is next. Returns the copy and the removed outputs. (Forcing the rule instead would leave stale
+    downstream outputs, which a resumed run without --forcerun rightly keeps.)"""
     shutil.copytree(ref_dir, dest, symlinks=True, ignore=shutil.ignore_patterns("logs", "benchmarks"))
+    planned = planned_outputs(dest, target, rule, configfile)
+    for out in planned:
+        path = dest / out
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     cache = next((dest / "results").glob(f"*/{CACHE_PART}"), None)
     if cache is not None and rule in ("prepare_generator", "synthesize_initial"):
         shutil.rmtree(cache)
     elif cache is not None and rule == "generate_candidates":
-        made = {hashlib.sha256(p.read_bytes()).digest() for p in (dest / "results").glob("*/ipc*/candidates/part*/*.png")}
+        made = {hashlib.sha256(p.read_bytes()).digest() for p in (ref_dir / "results").glob("*/ipc*/candidates/part*/*.png")}
         for png in cache.rglob("*.png"):
             if hashlib.sha256(png.read_bytes()).digest() in made:
                 png.unlink()
-    return dest
+    return dest, planned
 
 
 def trial(index: int, stage: str, sig: signal.Signals, fraction: float, target: str, ref_dir: Path, workdir: Path, log_rel: str,
@@ -167,13 +175,11 @@ def trial(index: int, stage: str, sig: signal.Signals, fraction: float, target: 
     rule = STAGES[stage][0]
     delay = fraction * job_span_seconds(ref_dir, log_rel)
     reference = file_records(ref_dir / "results")
-    forced_copy(ref_dir, workdir, rule)
-    copied = file_records(workdir / "results")
-    planned = planned_outputs(workdir, target, rule, configfile)
+    forced_copy(ref_dir, workdir, rule, target, configfile)
     record = {"trial": index, "stage": stage, "rule": rule, "signal": sig.name, "delay_s": round(delay, 2),
               "delay_fraction_of_job": round(fraction, 3)}
     started = time.monotonic()
-    proc = subprocess.Popen(snakemake_cmd(target, "--forcerun", rule, configfile=configfile), cwd=workdir, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(snakemake_cmd(target, configfile=configfile), cwd=workdir, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     log_path = workdir / "logs" / log_rel
     while not log_path.exists() and proc.poll() is None:
@@ -213,11 +219,8 @@ def trial(index: int, stage: str, sig: signal.Signals, fraction: float, target: 
     record["artifacts"] = len(artifacts)
     record["missing_or_extra"] = sorted(set(artifacts) ^ set(expected))
     record["differing"] = sorted(p for p in set(artifacts) & set(expected) if artifacts[p] != expected[p])
-    # finished before the kill: on disk then, not inside an output of a job running then, and not a
-    # copied output the forced run had still to redo
-    finished = {p: r for p, r in at_kill.items()
-                if not is_leftover(p) and not under(p, incomplete)
-                and not (under(p, planned) and copied.get(p, {}).get("inode") == r["inode"])}
+    # finished before the kill: on disk then and not inside an output of a job running then
+    finished = {p: r for p, r in at_kill.items() if not is_leftover(p) and not under(p, incomplete)}
     redone = [p for p, r in finished.items() if p not in final or (final[p]["inode"], final[p]["mtime_ns"]) != (r["inode"], r["mtime_ns"])]
     record["finished_files_at_kill"] = len(finished)
     record["cached_images_at_kill"] = sum(in_cache(p) for p in finished)

@@ -63,7 +63,7 @@ def test_changed_beta_generates_only_newly_flagged_prototypes(tiny_run, tmp_path
     """From the tiny run with its candidate images taken out of the cache: a lower beta generates
     its (fewer) flagged prototypes; going back to the run's beta generates only the prototypes
     the lower one did not flag, and writes the uninterrupted run's candidates byte for byte."""
-    workdir = kill_resume.forced_copy(tiny_run, tmp_path / "wf", "generate_candidates")
+    workdir, _ = kill_resume.forced_copy(tiny_run, tmp_path / "wf", "generate_candidates", CANDIDATES, "tiny.yaml")
     anomalies = pd.read_parquet(tiny_run / "results/tiny/ipc2/anomalies.parquet")
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     low_confidence = anomalies[anomalies.reason == "low_confidence"].p_target.sort_values()
