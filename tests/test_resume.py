@@ -49,14 +49,14 @@ def test_killed_run_resumes_to_the_same_bytes(tiny_run, tmp_path, stage, sig):
     if stage == "candidates":
         # the candidate images stored before the kill were copied, not generated again
         initial_images = len(list((tiny_run / "results/tiny/ipc2/initial/part0").glob("*.png")))
-        counts = record["resume_generation"]["tiny_ipc2_part0"]
+        counts = record["resume_generation"]["generate_candidates/tiny_ipc2_part0"]
         assert counts["reused"] == record["cached_images_at_kill"] - initial_images
         assert counts["reused"] + counts["generated"] == counts["images"]
 
 
 def _generation_counts(workdir) -> dict[str, int]:
     """The candidates job's reused / generated image counts, from its log."""
-    return kill_resume.cache_counts(workdir)["tiny_ipc2_part0"]
+    return kill_resume.cache_counts(workdir)["generate_candidates/tiny_ipc2_part0"]
 
 
 def test_changed_beta_generates_only_newly_flagged_prototypes(tiny_run, tmp_path):
