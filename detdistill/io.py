@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,20 +19,46 @@ def current_umask() -> int:
     return mask
 
 
-def make_staging_dir(parent: str | os.PathLike, prefix: str) -> Path:
-    """A fresh temporary folder in `parent`, with the permissions the umask gives a new folder
-    (mkdtemp makes it 0700, and it becomes the artifact when renamed)."""
-    folder = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+#: the name parts of what a writer puts beside `name` before renaming it onto `name`
+_TEMP_MARKERS = ("tmp-", "staging-", "old-")
+
+
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Delete the temporary files and staging folders of `path` (`.<name>.tmp-*`, `.staging-*`,
+    `.old-*` beside it) that a killed writer left: SIGKILL skips the clean-up of `atomic_path`
+    and of staging folders. Call it only as the writer that owns `path` (Snakemake runs one job
+    per output at a time), never for a path others may be writing."""
+    path = Path(path)
+    for marker in _TEMP_MARKERS:
+        for leftover in path.parent.glob(f"{glob.escape('.' + path.name)}.{marker}*"):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def make_staging_dir(out_dir: str | os.PathLike) -> Path:
+    """A fresh temporary folder beside `out_dir` (`.<name>.staging-*`; an earlier, killed job's are
+    removed first), with the permissions the umask gives a new folder (mkdtemp makes it 0700, and
+    it becomes the artifact when renamed)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out_dir)
+    folder = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
     folder.chmod(0o777 & ~current_umask())
     return folder
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+def atomic_path(path: str | os.PathLike, owner: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+    `owner`: the caller is the only writer of `path`, so a killed earlier writer's temporary files
+    are removed first (False for a shared store, where another job may be writing the same name)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    if owner:
+        remove_leftovers(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=path.suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -64,14 +92,14 @@ def write_text(text: str, path) -> None:
         tmp.write_text(text)
 
 
-def write_png(image, path) -> None:
-    """Write a float tensor (3,H,W) in [0,1] or a PIL image as PNG."""
+def write_png(image, path, owner: bool = True) -> None:
+    """Write a float tensor (3,H,W) in [0,1] or a PIL image as PNG (`owner`: see atomic_path)."""
     from PIL import Image
 
     if not isinstance(image, Image.Image):
         array = (image.detach().clamp(0, 1).mul(255).round().to("cpu").byte().permute(1, 2, 0).numpy())
         image = Image.fromarray(array)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, owner) as tmp:
         image.save(tmp, format="PNG")
 
 

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data, io
+from .cache import CacheStats, GeneratedImageCache
 from .device import image_seed, pick_device, seed_everything
 
 log = logging.getLogger("detdistill")
@@ -117,27 +118,57 @@ def _prototype_latents(rows: pd.DataFrame) -> torch.Tensor:
 def generate_chunks(generator, rows: pd.DataFrame, synthesis_cfg: dict, desc: str = "generate"):
     """img2img for prototype rows (`label`, `seed`, `latent`, `latent_shape` columns) in chunks of
     `synthesis.batch_size` rows, whatever their class or prototype: yields (chunk, images) so only
-    one chunk's images are held at a time. An image depends on its row only (one seeded CPU
-    generator per image), not on the chunk it was made in."""
-    chunks = list(_chunks(rows, synthesis_cfg.get("batch_size", 64)))
-    for chunk in tqdm(chunks, desc=desc, mininterval=5):
+    one chunk's images are held at a time.
+
+    An image depends on its row only, not on the chunk it was made in: one seeded CPU generator
+    per image, and every chunk padded to `batch_size` rows (its last row repeated, the extra images
+    dropped). Kernels pick their algorithm by batch shape, so without the padding an image made
+    in a short last chunk can differ in the last bits from the same image made in a full one
+    (measured with the digits generator on the CPU: a batch of 1 against a batch of 8 moved 3 PNG
+    values in 12 images). The image cache relies on it: a resumed or re-run job makes its images
+    in other chunks than the first run. Cost: at most batch_size - 1 extra images per job."""
+    batch_size = synthesis_cfg.get("batch_size", 64)
+    for chunk in tqdm(list(_chunks(rows, batch_size)), desc=desc, mininterval=5):
+        padded = chunk.iloc[np.minimum(np.arange(batch_size), len(chunk) - 1)]
         images = generator.img2img(
-            _prototype_latents(chunk),
-            chunk.label.tolist(),
-            chunk.seed.tolist(),
+            _prototype_latents(padded),
+            padded.label.tolist(),
+            padded.seed.tolist(),
             strength=synthesis_cfg["strength"],
             guidance=synthesis_cfg["guidance"],
             steps=synthesis_cfg["steps"],
         )
-        yield chunk, images
+        yield chunk, images[: len(chunk)]
 
 
-def _write_generated(generator, rows: pd.DataFrame, names: list[str], synthesis_cfg: dict, folder: Path, desc: str) -> None:
-    """Generate the rows' images chunk by chunk, writing each as PNG `folder / name` at once."""
+def _write_generated(generator_dir, rows: pd.DataFrame, names: list[str], synthesis_cfg: dict, folder: Path, desc: str,
+                     cache_dir=None) -> CacheStats:
+    """Write the rows' images as PNGs `folder / name`. With `cache_dir` (the dataset's image
+    store, `detdistill.cache`), rows whose image is stored are copied from it and only the others
+    are generated, each stored as soon as its chunk is done, so a killed job keeps its finished
+    chunks; without, every row is generated. The generator is loaded only if something is to be
+    generated."""
     rows = rows.assign(file_name=names)
-    for chunk, images in generate_chunks(generator, rows, synthesis_cfg, desc):
-        for image, name in zip(images, chunk.file_name):
-            io.write_png(image, folder / name)
+    cache = GeneratedImageCache(cache_dir, generator_dir, synthesis_cfg, pick_device()) if cache_dir else None
+    if cache is None:
+        todo = rows
+    else:
+        rows["cache_key"] = [cache.key(v, shape, y, seed) for v, shape, y, seed in zip(rows.latent, rows.latent_shape, rows.label, rows.seed)]
+        todo = rows[~rows.cache_key.map(cache.has)].drop_duplicates("cache_key")
+    if len(todo):
+        generator = _load_generator(generator_dir, synthesis_cfg)
+        for chunk, images in generate_chunks(generator, todo, synthesis_cfg, desc):
+            for image, row in zip(images, chunk.itertuples()):
+                if cache is None:
+                    io.write_png(image, folder / row.file_name)
+                else:
+                    cache.put(row.cache_key, image)
+    if cache is not None:
+        for key, name in zip(rows.cache_key, rows.file_name):
+            cache.copy_to(key, folder / name)
+    stats = CacheStats(reused=len(rows) - len(todo), generated=len(todo))
+    log.info("%s: %d images, %d reused from the image cache %s, %d generated", desc, len(rows), stats.reused, cache_dir, stats.generated)
+    return stats
 
 
 def _publish_dir(tmp_dir: Path, out_dir: Path) -> None:
@@ -146,21 +177,16 @@ def _publish_dir(tmp_dir: Path, out_dir: Path) -> None:
     tmp_dir.rename(out_dir)
 
 
-def _staging_dir(out_dir) -> Path:
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return io.make_staging_dir(out_dir.parent, f".{out_dir.name}.")
-
-
 # --------------------------------------------------------------------------- 5. initial set
 def _labels(labels) -> list[int]:
     """The classes of one job: an int or a list of ints (`synthesis.classes_per_job` of them)."""
     return [int(labels)] if np.ndim(labels) == 0 else sorted(int(y) for y in labels)
 
 
-def synthesize_initial(prototypes_path, labels, generator_dir, synthesis_cfg: dict, seed: int, out_dir) -> None:
+def synthesize_initial(prototypes_path, labels, generator_dir, synthesis_cfg: dict, seed: int, out_dir, cache_dir=None) -> None:
     """The initial synthetic images of one or more classes: one per prototype, seeded per image,
-    generated in chunks of `synthesis.batch_size` across the classes."""
+    generated in chunks of `synthesis.batch_size` across the classes (through the image cache
+    `cache_dir` when given, see `_write_generated`)."""
     labels = _labels(labels)
     prototypes = pd.read_parquet(prototypes_path)
     rows = prototypes[prototypes.label.isin(labels)].sort_values(["label", "prototype_id"]).reset_index(drop=True)
@@ -171,8 +197,8 @@ def synthesize_initial(prototypes_path, labels, generator_dir, synthesis_cfg: di
     image_ids = [f"c{y}-p{p:03d}" for y, p in zip(rows.label, rows.prototype_id)]
     names = [f"{i}.png" for i in image_ids]
     out_dir = Path(out_dir)
-    staging = _staging_dir(out_dir)
-    _write_generated(_load_generator(generator_dir, synthesis_cfg), rows, names, synthesis_cfg, staging, f"initial classes {labels}")
+    staging = io.make_staging_dir(out_dir)
+    _write_generated(generator_dir, rows, names, synthesis_cfg, staging, f"initial classes {labels}", cache_dir)
     manifest = pd.DataFrame(
         {
             "image_id": image_ids,
@@ -318,20 +344,21 @@ def candidate_rows(defective: pd.DataFrame, prototypes: pd.DataFrame, n_candidat
     return rows.merge(latents, on=["label", "prototype_id"], how="left", validate="many_to_one")
 
 
-def generate_candidates(anomalies_path, prototypes_path, labels, generator_dir, detector_path, synthesis_cfg: dict, n_candidates: int, seed: int, out_dir) -> None:
+def generate_candidates(anomalies_path, prototypes_path, labels, generator_dir, detector_path, synthesis_cfg: dict, n_candidates: int, seed: int, out_dir,
+                        cache_dir=None) -> None:
     """`n_candidates` new images per defective image of one or more classes, from its prototype,
     scored. All (defective image, candidate) rows of the job are generated in chunks of
-    `synthesis.batch_size`, across images and classes."""
+    `synthesis.batch_size`, across images and classes; with `cache_dir`, only those not made
+    before (by an earlier beta, or a killed run) are generated (see `_write_generated`)."""
     labels = _labels(labels)
     anomalies = pd.read_parquet(anomalies_path)
     defective = anomalies[anomalies.label.isin(labels) & anomalies.defective]
     rows = candidate_rows(defective, pd.read_parquet(prototypes_path), n_candidates, seed)
     out_dir = Path(out_dir)
-    staging = _staging_dir(out_dir)
+    staging = io.make_staging_dir(out_dir)
     names = [f"{i}-cand{c:02d}.png" for i, c in zip(rows.source_image_id, rows.candidate_index)]
     if len(rows):
-        generator = _load_generator(generator_dir, synthesis_cfg)
-        _write_generated(generator, rows, names, synthesis_cfg, staging, f"candidates classes {labels}")
+        _write_generated(generator_dir, rows, names, synthesis_cfg, staging, f"candidates classes {labels}", cache_dir)
         # score with the real paths resolved inside the staging folder
         staged = rows.assign(image_path=[str(staging / n) for n in names])[CANDIDATE_COLUMNS]
         table = _score(detector_path, staged).assign(image_path=[str(out_dir / n) for n in names])

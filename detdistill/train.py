@@ -302,20 +302,22 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, devic
 
 
 BUILD_KEYS = ("name", "num_classes", "image_size", "width")
+#: the one safetensors metadata key of a saved model
+METADATA_KEY = "detdistill"
 
 
 def save_model(model: nn.Module, path, meta: dict | None = None) -> None:
-    """Atomically write the state_dict as safetensors; metadata holds the build_model arguments
-    (from `model.build_args`, else from `meta`) and `meta`, each JSON-encoded (values must be strings)."""
+    """Atomically write the state_dict as safetensors; the metadata key `detdistill` holds the
+    build_model arguments (from `model.build_args`, else from `meta`) and `meta` as one JSON string
+    with sorted keys (one key: safetensors orders several at random, see io.save_safetensors)."""
     meta = dict(meta or {})
     build_args = getattr(model, "build_args", None) or {k: meta[k] for k in BUILD_KEYS if k in meta}
     missing = [k for k in BUILD_KEYS if k not in build_args]
     if missing:
         raise ValueError(f"cannot save model to {path}: build arguments {missing} unknown "
                          "(build it with detdistill.models.build_model or pass them in meta)")
-    metadata = {"build_args": json.dumps({k: build_args[k] for k in BUILD_KEYS}),
-                "meta": json.dumps(meta, default=str)}
-    save_safetensors(model.state_dict(), path, metadata=metadata)
+    record = {"build_args": {k: build_args[k] for k in BUILD_KEYS}, "meta": meta}
+    save_safetensors(model.state_dict(), path, metadata={METADATA_KEY: json.dumps(record, sort_keys=True, default=str)})
 
 
 def read_model_meta(path) -> dict:
@@ -324,9 +326,11 @@ def read_model_meta(path) -> dict:
 
     with safe_open(str(path), framework="pt") as f:
         raw = f.metadata() or {}
-    if "build_args" not in raw:
-        raise ValueError(f"{path} has no build_args metadata; was it written by detdistill.train.save_model?")
-    return {k: json.loads(v) for k, v in raw.items() if k in ("build_args", "meta")}
+    if METADATA_KEY in raw:
+        return json.loads(raw[METADATA_KEY])
+    if "build_args" in raw:  # written before the metadata became one key
+        return {k: json.loads(v) for k, v in raw.items() if k in ("build_args", "meta")}
+    raise ValueError(f"{path} has no build_args metadata; was it written by detdistill.train.save_model?")
 
 
 def load_model(path, device) -> nn.Module:

@@ -144,8 +144,7 @@ def _latent_stats(vae, images: torch.Tensor, device, batch: int = 256):
 
 def _atomic_dir(out_dir: Path, fill: Callable[[Path], None]) -> None:
     """Fill a temp dir beside `out_dir`, then rename it onto `out_dir` (replacing an old one)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_staging_dir(out_dir.parent, f".{out_dir.name}.tmp-")
+    tmp = make_staging_dir(out_dir)
     try:
         fill(tmp)
         umask = current_umask()

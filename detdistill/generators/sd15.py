@@ -186,6 +186,20 @@ def write_generator_spec(
     write_json(spec, Path(out_dir) / "generator.json")
 
 
+def spec_weights(meta: dict) -> Path:
+    """The weights folder a `generator.json` spec loads: its recorded folder, or, when that is
+    incomplete (the spec may come from another machine), the model found again."""
+    weights = Path(meta["weights"])
+    return resolve_weights(meta["model"]) if _missing_parts(weights) else weights
+
+
+def spec_weight_files(meta: dict) -> list[Path]:
+    """The files of the spec's weights folder that the pipeline loads (WEIGHT_FILES present):
+    what the generator's identity hashes, not the repository's other copies."""
+    weights = spec_weights(meta)
+    return [weights / name for name in WEIGHT_FILES if (weights / name).is_file()]
+
+
 def set_scheduler(pipe, name: str | None) -> None:
     """Swap the pipeline's scheduler for `name` (a key of SCHEDULERS), keeping the model's
     betas and timestep settings; None keeps the model's own."""
@@ -261,10 +275,7 @@ class StableDiffusionGenerator(Generator):
         cuda = device.type == "cuda"
         if not cuda and (compile_unet or channels_last):
             log.info("sd15 on %s: float32, contiguous, uncompiled (synthesis.compile/channels_last/dtype are for CUDA)", device)
-        # the spec may come from another machine: fall back to finding the model again
-        weights = Path(meta["weights"])
-        if _missing_parts(weights):
-            weights = resolve_weights(meta["model"])
+        weights = spec_weights(meta)
         pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
             weights,
             local_files_only=True,

@@ -1,5 +1,15 @@
 # One job per group of `synthesis.classes_per_job` classes (0: one job for all classes), so the
 # Python/torch start-up is paid once per group and the generator sees batches across classes.
+#
+# Both generating rules go through the dataset's image cache (detdistill/cache.py): a side store
+# of generated PNGs keyed by their content (generator files, prototype latent, seed, strength,
+# guidance, steps, batch size, runtime). It is a param, not an output, on purpose: no re-run
+# deletes it, so a changed beta or top-k generates only for newly flagged prototypes and a
+# killed job's finished chunks are reused; an image is copied from it only when generating it
+# again would give the same bytes. `rm -r results/{dataset}/cache` is always safe between runs.
+IMAGE_CACHE = "results/{dataset}/cache/images"
+
+
 rule synthesize_initial:
     input:
         prototypes="results/{dataset}/ipc{ipc}/prototypes.parquet",
@@ -10,6 +20,7 @@ rule synthesize_initial:
         labels=get_part_labels,
         synthesis=get_synthesis_config,
         seed=config["seed"],
+        cache=IMAGE_CACHE,
     threads: 2
     resources:
         gpu=1,
@@ -37,6 +48,7 @@ rule generate_candidates:
         synthesis=get_synthesis_config,
         n_candidates=get_n_candidates,
         seed=config["seed"],
+        cache=IMAGE_CACHE,
     threads: 2
     resources:
         gpu=1,

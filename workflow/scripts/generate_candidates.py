@@ -12,4 +12,5 @@ generate_candidates(
     snakemake.params.n_candidates,
     snakemake.params.seed,
     snakemake.output.candidates,
+    cache_dir=snakemake.params.cache,
 )

@@ -9,4 +9,5 @@ synthesize_initial(
     snakemake.params.synthesis,
     snakemake.params.seed,
     snakemake.output.images,
+    cache_dir=snakemake.params.cache,
 )
