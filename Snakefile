@@ -18,6 +18,7 @@ include: "workflow/rules/detector.smk"
 include: "workflow/rules/anomalies.smk"
 include: "workflow/rules/refinement.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/quality.smk"
 
 
 rule all:

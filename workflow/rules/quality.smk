@@ -1,0 +1,40 @@
+def get_eval_sets(wildcards):
+    """Every evaluated set: the random real subset and the synthetic sets, in EVAL_METHODS order."""
+    return expand(
+        "results/{dataset}/ipc{ipc}/sets/{method}.parquet",
+        dataset=wildcards.dataset,
+        ipc=wildcards.ipc,
+        method=EVAL_METHODS,
+    )
+
+
+get_quality_config = get_section("quality")
+
+
+# FID / precision / recall / density / coverage of each set against the real train split, in the
+# judge's feature space (and Inception's when its weights are on disk): detdistill.quality.
+rule set_quality:
+    input:
+        judge="results/{dataset}/classifiers/judge/model.safetensors",
+        manifest="results/{dataset}/data/manifest.parquet",
+        sets=get_eval_sets,
+    output:
+        quality=report(
+            "results/{dataset}_ipc{ipc}_quality.csv",
+            caption="../report/quality.rst",
+            category="Quality",
+        ),
+    params:
+        source=get_source,
+        image_size=get_image_size,
+        quality=get_quality_config,
+        seed=config["seed"],
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/set_quality/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/set_quality/{dataset}_ipc{ipc}.tsv"
+    script:
+        "../scripts/set_quality.py"
