@@ -42,6 +42,7 @@ from .stages import _chunks, _train_split, load_set_images
 log = logging.getLogger("detdistill")
 
 BATCH_SIZE = 256  # images loaded, and passed through the networks, at a time
+INCEPTION_FEATURES = 2048  # the standard FID layer (pool3); its 2048x2048 eigen-solve is ~30 CPU-s per set
 
 
 def reference_subsample(manifest: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
@@ -130,11 +131,11 @@ def inception_weights(configured: str | None) -> tuple[Path | None, str]:
 
 
 class InceptionFID:
-    """FID in InceptionV3 pool features (2048-d): the reference once, then one set at a time."""
+    """FID in InceptionV3 pool features (`INCEPTION_FEATURES`): the reference once, then one set at a time."""
 
     def __init__(self, weights: Path, device):
         # uint8 in (normalize=False): a float round trip x / 255 * 255 truncated to bytes could shift pixels
-        self.metric = _fid_metric(2048, feature_extractor_weights_path=str(weights)).to(device)
+        self.metric = _fid_metric(INCEPTION_FEATURES, feature_extractor_weights_path=str(weights)).to(device)
         self.device = device
 
     def update(self, images: torch.Tensor, real: bool) -> None:
