@@ -149,9 +149,16 @@ class InceptionFID:
 
 
 # --------------------------------------------------------------------------- the stage
-def _stream_images(frame: pd.DataFrame, load):
+def _features(frame: pd.DataFrame, load, judge_features, inception: InceptionFID | None, real: bool) -> np.ndarray:
+    """The judge's features of the frame's images, loaded `BATCH_SIZE` at a time (never all at
+    once); Inception's running statistics take the same batches on the way."""
+    features = []
     for chunk in _chunks(frame, BATCH_SIZE):
-        yield load(chunk)
+        images = load(chunk)
+        features.append(judge_features(images))
+        if inception:
+            inception.update(images, real=real)
+    return np.concatenate(features)
 
 
 def set_quality(judge_path, manifest_path, set_paths, source_cfg: dict, image_size: int, reference_images: int,
@@ -172,26 +179,20 @@ def set_quality(judge_path, manifest_path, set_paths, source_cfg: dict, image_si
         log.info("inception_fid left NaN: %s", inception_note)
 
     reference = reference_subsample(pd.read_parquet(manifest_path), reference_images, seed)
-    real_features = []
-    for images in _stream_images(reference, lambda chunk: data.load_images(chunk, source_cfg, image_size)):
-        real_features.append(judge_features(images))
-        if inception:
-            inception.update(images, real=True)
-    real_features = np.concatenate(real_features)
-    log.info("reference: %d real train images, judge features of dimension %d", *real_features.shape)
+    real_features = _features(reference, lambda chunk: data.load_images(chunk, source_cfg, image_size),
+                              judge_features, inception, real=True)
+    # names the feature space in the table, so judge_fid is never read as an Inception FID
+    judge_space = f"{judge.build_args['name']} width {judge.build_args['width']}, {real_features.shape[1]}-d penultimate"
+    log.info("reference: %d real train images; judge features: %s", len(real_features), judge_space)
 
     rows = []
     for path in map(str, set_paths):
         set_frame = pd.read_parquet(path)
-        fake_features = []
-        for images in _stream_images(set_frame, lambda chunk: load_set_images(chunk, source_cfg, image_size)):
-            fake_features.append(judge_features(images))
-            if inception:
-                inception.update(images, real=False)
-        fake_features = np.concatenate(fake_features)
+        fake_features = _features(set_frame, lambda chunk: load_set_images(chunk, source_cfg, image_size),
+                                  judge_features, inception, real=False)
         judge_values = feature_metrics(real_features, fake_features, nearest_k, what=f"set {path}")
         row = {"method": set_frame.method.iloc[0], "images": len(set_frame), "reference_images": len(reference),
-               "nearest_k": nearest_k, **{f"judge_{name}": value for name, value in judge_values.items()},
+               "nearest_k": nearest_k, "judge_space": judge_space, **{f"judge_{name}": value for name, value in judge_values.items()},
                "inception_fid": inception.compute() if inception else float("nan"), "inception_note": inception_note}
         log.info("%s: %s", row["method"], {k: round(v, 4) for k, v in judge_values.items()})
         rows.append(row)

@@ -131,6 +131,7 @@ def test_stage_without_inception_weights(tmp_path, empty_hub):
     assert table.method.tolist() == ["random", "noise"]
     assert table.reference_images.tolist() == [1437, 1437]  # the whole digits train split
     assert table.images.tolist() == [50, 50]
+    assert (table.judge_space == "resnetap10 width 4, 32-d penultimate").all()
     assert table.judge_fid.ge(0).all() and table.judge_density.ge(0).all()
     for column in ["judge_precision", "judge_recall", "judge_coverage"]:
         assert table[column].between(0, 1).all(), column
@@ -165,6 +166,7 @@ def test_quality_table_of_the_tiny_workflow(tiny_run):
     assert (table.images == 2 * 3).all()  # IPC 2 x 3 classes
     assert (table.reference_images == (manifest.split == "train").sum()).all()
     assert (table.nearest_k == 3).all()
+    assert (table.judge_space == "resnetap10 width 8, 64-d penultimate").all()  # tiny.yaml's judge
     assert table.judge_fid.map(math.isfinite).all() and table.judge_fid.ge(0).all()
     for column in ["judge_precision", "judge_recall", "judge_coverage"]:
         assert table[column].between(0, 1).all(), column
