@@ -19,6 +19,7 @@ include: "workflow/rules/anomalies.smk"
 include: "workflow/rules/refinement.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/quality.smk"
 
 
 rule all:

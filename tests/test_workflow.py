@@ -185,7 +185,7 @@ def test_changing_beta_reruns_only_downstream_jobs(tiny_run):
 
 def test_changing_top_k_reruns_only_conf_sim(tiny_run):
     jobs = _planned_jobs(tiny_run, _with_refinement(tiny_run, top_k=1))
-    assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "aggregate_results"}, jobs
+    assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "set_quality", "aggregate_results"}, jobs
     assert jobs["build_refined_set"] == 1
     assert jobs["evaluate"] == len(MODELS)
 

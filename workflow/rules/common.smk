@@ -259,3 +259,16 @@ def get_n_candidates(wildcards):
 # idle, instead of a long full-data training starting first and holding a core while the
 # two-thread generator waits for both.
 SET_PATH_PRIORITY = 10
+
+
+def get_eval_sets(wildcards):
+    """Every evaluated set: the configured real-data baselines, then the synthetic sets."""
+    return expand(
+        "results/{dataset}/ipc{ipc}/sets/{method}.parquet",
+        dataset=wildcards.dataset,
+        ipc=wildcards.ipc,
+        method=get_eval_methods(wildcards),
+    )
+
+
+get_quality_config = get_section("quality")
