@@ -249,18 +249,29 @@ def train_classifier_stage(manifest_path, source_cfg: dict, image_size: int, clf
     log.info("classifier %s: test accuracy %.4f", clf_cfg["model"], metrics["test_accuracy"])
 
 
-def _score(model_path, frame: pd.DataFrame) -> pd.DataFrame:
-    """Add predicted, p_target and feature columns (detector view) to an image table."""
+#: images decoded at a time when scoring: bounds memory (10,000 candidates at 256 px would be 2 GB
+#: at once); a multiple of `predict`'s batch of 256, so the model sees the batches one call would
+SCORE_CHUNK = 1024
+
+
+def _score(model_path, frame: pd.DataFrame, chunk_size: int = SCORE_CHUNK) -> pd.DataFrame:
+    """Add predicted, p_target and feature columns (detector view) to an image table, reading its
+    PNGs `chunk_size` at a time."""
     from .train import load_model, predict
 
     device = pick_device()
     model = load_model(model_path, device)
-    out = predict(model, load_png_images(frame.image_path), device)
+    probs, features = [], []
+    for chunk in _chunks(frame, chunk_size):
+        out = predict(model, load_png_images(chunk.image_path), device)
+        probs.append(out["probs"])
+        features.append(out["features"])
+    probs = torch.cat(probs)
     labels = label_tensor(frame)
     frame = frame.copy()
-    frame["predicted"] = out["probs"].argmax(1).numpy()
-    frame["p_target"] = out["probs"].gather(1, labels[:, None]).squeeze(1).numpy()
-    frame["feature"] = list(out["features"].numpy())
+    frame["predicted"] = probs.argmax(1).numpy()
+    frame["p_target"] = probs.gather(1, labels[:, None]).squeeze(1).numpy()
+    frame["feature"] = list(torch.cat(features).numpy())
     return frame
 
 

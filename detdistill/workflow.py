@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import resource
 import sys
+
+#: the line each job's log ends with; bench/memory_cifar10.py reads it
+PEAK_RSS_PREFIX = "peak RSS (kernel high-water mark):"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set in MiB, from the kernel (Linux reports ru_maxrss in KiB).
+    Exact, unlike Snakemake's `benchmark:` max_rss, which samples every 30 s after a job's first
+    15 s and so can miss a short peak."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def setup(snakemake) -> logging.Logger:
@@ -23,4 +35,6 @@ def setup(snakemake) -> logging.Logger:
     torch.set_num_threads(max(1, int(snakemake.threads)))
     logger = logging.getLogger("detdistill")
     logger.info("rule %s, wildcards %s, threads %s", snakemake.rule, dict(snakemake.wildcards), snakemake.threads)
+    # registered after logging's own exit hook, so it runs first (atexit is last-in, first-out)
+    atexit.register(lambda: logger.info("%s %.1f MiB", PEAK_RSS_PREFIX, peak_rss_mb()))
     return logger

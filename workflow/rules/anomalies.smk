@@ -15,5 +15,7 @@ rule detect_anomalies:
     priority: SET_PATH_PRIORITY
     log:
         "logs/detect_anomalies/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/detect_anomalies/{dataset}_ipc{ipc}.tsv"
     script:
         "../scripts/detect_anomalies.py"

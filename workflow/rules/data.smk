@@ -6,6 +6,8 @@ rule prepare_data:
         seed=config["seed"],
     log:
         "logs/prepare_data/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_data/{dataset}.tsv"
     script:
         "../scripts/prepare_data.py"
 
@@ -19,5 +21,7 @@ rule select_random_subset:
         seed=config["seed"],
     log:
         "logs/select_random_subset/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/select_random_subset/{dataset}_ipc{ipc}.tsv"
     script:
         "../scripts/select_random_subset.py"

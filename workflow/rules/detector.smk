@@ -34,5 +34,7 @@ rule score_initial:
     priority: SET_PATH_PRIORITY
     log:
         "logs/score_initial/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/score_initial/{dataset}_ipc{ipc}.tsv"
     script:
         "../scripts/score_initial.py"

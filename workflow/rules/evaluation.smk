@@ -48,6 +48,8 @@ rule label_consistency:
         gpu=1,
     log:
         "logs/label_consistency/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/label_consistency/{dataset}_ipc{ipc}.tsv"
     script:
         "../scripts/label_consistency.py"
 
@@ -65,5 +67,7 @@ rule aggregate_results:
         summary="results/{dataset}_ipc{ipc}_summary.csv",
     log:
         "logs/aggregate_results/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/aggregate_results/{dataset}_ipc{ipc}.tsv"
     script:
         "../scripts/aggregate_results.py"

@@ -17,5 +17,7 @@ rule build_refined_set:
     priority: SET_PATH_PRIORITY
     log:
         "logs/build_refined_set/{dataset}_ipc{ipc}_{method}.log",
+    benchmark:
+        "benchmarks/build_refined_set/{dataset}_ipc{ipc}_{method}.tsv"
     script:
         "../scripts/build_refined_set.py"
