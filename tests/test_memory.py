@@ -118,6 +118,22 @@ def test_rule_table_takes_each_rules_largest_job(tmp_path):
     assert rules.loc["aggregate_results", "under_4_gib"] is None
 
 
+def test_evaluation_peaks_are_raised_to_the_configs_seeds(tmp_path):
+    _job(tmp_path, "evaluate_full", "cifar10_resnet18", 1000, 1000.0)
+    _job(tmp_path, "evaluate_full", "cifar10_convnet", 1020, 1020.0)
+    _job(tmp_path, "encode_latents", "cifar10", 1100, 1100.0)
+    settings = {"evaluation": {"models": ["convnet", "resnet18"], "seeds": [0], "image_size": 16, "width": 64}}
+    jobs = memory_cifar10.with_config_seeds(memory_cifar10.memory_jobs(tmp_path), settings, 10).set_index("job")
+    resnet18 = memory_cifar10.seed_model_mib("resnet18", 10, settings["evaluation"])
+    assert 40 < resnet18 < 45  # 11.2 M float32 parameters
+    # config/bench/cifar10_embedded.yaml trains 3 seeds: two more models than measured
+    assert jobs.loc["cifar10_resnet18", "peak_at_config_seeds_mib"] == pytest.approx(1000 + 2 * resnet18)
+    assert jobs.loc["cifar10", "peak_at_config_seeds_mib"] == 1100.0
+    rules = memory_cifar10.rule_table(jobs.reset_index()).set_index("rule")
+    assert rules.loc["evaluate_full", "largest_job"] == "cifar10_resnet18"  # by the figure at 3 seeds
+    assert rules.loc["evaluate_full", "peak_at_config_seeds_mib"] == pytest.approx(1000 + 2 * resnet18, abs=0.1)
+
+
 def test_imagenette_projection_of_resident_images():
     resident = memory_cifar10.resident_images(memory_cifar10.IMAGENETTE)
     # 9,469 train images at 256 px as uint8: 1.86 GB, with the 3,925 test images beside them
