@@ -219,7 +219,7 @@ def markdown(report: dict) -> str:
         (f"- data: {report['data']['train']:,} train / {report['data']['test']:,} test JPEGs (../shared/data/cifar10-jpeg.tar.gz), "
          f"config/bench/cifar10_embedded.yaml with every training and sampling count at its minimum ({json.dumps(MINIMAL_WORK)}); "
          "memory does not depend on those counts (see the script's docstring)"),
-        f"- largest job: **{largest:,.0f} MiB** ({'under' if largest < LIMIT_MIB else 'OVER'} the 4 GiB = {LIMIT_MIB} MiB target)",
+        f"- largest job{' (of those that finished)' if not_reached(rules) else ''}: **{largest:,.0f} MiB** ({'under' if largest < LIMIT_MIB else 'OVER'} the 4 GiB = {LIMIT_MIB} MiB target)",
         "",
         "Per rule, the largest of its jobs (MiB). `peak_rss_mib` is the kernel's high-water mark of the job's process",
         "(exact, from the job's log); `sampled_max_rss_mib` is Snakemake's `benchmark:` file (psutil samples of the job's",
@@ -230,6 +230,7 @@ def markdown(report: dict) -> str:
         "",
         rules.to_markdown(index=False),
         "",
+        *not_reached(rules),
         "## Projected at ImageNette's size (9,469 train / 3,925 val images at 256 px)",
         "",
         "Images held at once by the stages that load images, as uint8 (N x 3 x 256 x 256 bytes). Projected peak = the",
@@ -241,6 +242,14 @@ def markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def not_reached(rules: pd.DataFrame) -> list[str]:
+    """A line naming the workflow's rules that finished no job (a stopped or failed run), if any."""
+    missing = [rule for rule in RULE_ORDER if rule not in set(rules.rule)]
+    if not missing:
+        return []
+    return [f"**Not measured** (no job of theirs finished: the run was stopped or failed): {', '.join(missing)}.", ""]
 
 
 def main(argv: list[str] | None = None) -> dict:
