@@ -299,12 +299,13 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, log_path: Path, timeout: float | None) -> dict:
+def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, log_path: Path, timeout: float | None,
+                  configfile: str = "rehearsal.yaml", options: tuple[str, ...] = ()) -> dict:
     """Run the targets (first: --resources and --configfile take every following word), logging
     Snakemake's output to `log_path` and its progress lines here. Stopped after `timeout` seconds
     (SIGTERM, then SIGKILL STOP_GRACE_S later): what finished is still measured."""
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(args.cores), "--resources", f"gpu={args.gpus}",
-           "--configfile", "rehearsal.yaml"]
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(args.cores), *options, "--resources", f"gpu={args.gpus}",
+           "--configfile", configfile]
     # the jobs import detdistill from this checkout, whatever is installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     log.info("snakemake: %s (in %s)", shlex.join(cmd[2:]), workdir)
@@ -381,6 +382,8 @@ def generated_images(results: Path, rule: str) -> tuple[str, int | None] | None:
     """What a non-training stage processed, read from its artifacts (by the rule's name, so that
     per-part instead of per-class jobs are counted alike)."""
     base = results / DATASET
+    if rule == "score_initial":
+        return "images scored", _rows_in((base / f"ipc{IPC}" / "initial").glob("*/manifest.parquet"))
     if "encode" in rule:
         return "images encoded", _rows_in([base / "latents.parquet"] if (base / "latents.parquet").is_file() else [])
     if "prototype" in rule:
@@ -465,12 +468,12 @@ def measure(workdir: Path, paper: dict, models: list[str], main_run: dict, seria
             stage=rule, rule=rule, jobs=len(group), wall_s=wall, images=images, what=what,
             images_per_s=images / wall if images else None, projected_s=wall, projection="as measured (the paper's work already)",
         ))
-    # rules without benchmark files (light ones) and Snakemake itself: the run's wall time minus
+    # Snakemake itself (every rule has a benchmark file): the run's wall time minus
     # its jobs', when jobs ran one at a time; with parallel jobs it cannot be told apart
     run_seconds = main_run["seconds"]
     other = max(0.0, run_seconds - float(jobs.seconds.sum())) if serial and len(jobs) else 0.0
     stages.append(stage_row(
-        stage="other (rules without benchmark files, Snakemake)" if serial else "other (not measurable: jobs ran in parallel)",
+        stage="other (Snakemake itself)" if serial else "other (not measurable: jobs ran in parallel)",
         wall_s=other, projected_s=other, projection="as measured",
     ))
     full = sum(s["projected_s"] for s in stages if s["rule"] == "evaluate_full")

@@ -57,7 +57,7 @@ def main() -> None:
             f"- command: `{args.command}`",
             f"- whole run, wall clock: {args.run_seconds:.0f} s ({args.run_seconds / 60:.1f} min)",
             "- per rule: the sum over its jobs of Snakemake's `benchmark:` wall seconds (jobs may run in parallel,",
-            "  so the sums exceed the run's wall time); rules without `benchmark:` are light and not listed.",
+            "  so the sums exceed the run's wall time); every rule has a `benchmark:` file.",
             "",
             table.to_markdown(index=False),
             "",

@@ -277,7 +277,12 @@ def train_classifier_stage(manifest_path, source_cfg: dict, image_size: int, clf
     log.info("classifier %s: test accuracy %.4f", clf_cfg["model"], metrics["test_accuracy"])
 
 
-def _score(model_path, frame: pd.DataFrame, load_images=None, batch_size: int = 1024) -> pd.DataFrame:
+#: images decoded at a time when scoring: bounds memory (10,000 candidates at 256 px would be 2 GB
+#: at once); a multiple of `predict`'s batch of 256, so the model sees the batches one call would
+SCORE_CHUNK = 1024
+
+
+def _score(model_path, frame: pd.DataFrame, load_images=None, batch_size: int = SCORE_CHUNK) -> pd.DataFrame:
     """Add predicted, p_target and feature columns (detector view) to an image table. Images are
     read `batch_size` rows at a time by `load_images(rows)` (default: the PNGs at `image_path`)."""
     from .train import load_model, predict

@@ -4,9 +4,11 @@ inside jobs."""
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import logging
 import os
+import resource
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -28,6 +30,17 @@ def _user_error_hook(exc_type, exc, tb) -> None:
         logging.getLogger("detdistill").error("%s", exc)
     else:
         sys.__excepthook__(exc_type, exc, tb)
+
+
+#: the line each job's log ends with; bench/memory_cifar10.py reads it
+PEAK_RSS_PREFIX = "peak RSS (kernel high-water mark):"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set in MiB, from the kernel (Linux reports ru_maxrss in KiB).
+    Exact, unlike Snakemake's `benchmark:` max_rss, which samples every 30 s after a job's first
+    15 s and so can miss a short peak."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def setup(snakemake) -> logging.Logger:
@@ -56,6 +69,8 @@ def setup(snakemake) -> logging.Logger:
     device = configure_device(requested)
     if requested == "auto" and device.type == "cpu":
         logger.info("no CUDA GPU visible: running on the CPU (config `device: auto`; `device: cuda` stops instead)")
+    # registered after logging's own exit hook, so it runs first (atexit is last-in, first-out)
+    atexit.register(lambda: logger.info("%s %.1f MiB", PEAK_RSS_PREFIX, peak_rss_mb()))
     return logger
 
 

@@ -15,6 +15,8 @@ rule detect_anomalies:
     priority: SET_PATH_PRIORITY
     log:
         "logs/detect_anomalies/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/detect_anomalies/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
     script:

@@ -10,6 +10,8 @@ rule prepare_data:
     threads: 2
     log:
         "logs/prepare_data/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_data/{dataset}.tsv"
     conda:
         "../envs/detdistill.yaml"
     script:
@@ -25,6 +27,8 @@ rule select_random_subset:
         seed=config["seed"],
     log:
         "logs/select_random_subset/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/select_random_subset/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
     script:

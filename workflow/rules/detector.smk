@@ -36,6 +36,8 @@ rule score_initial:
     priority: SET_PATH_PRIORITY
     log:
         "logs/score_initial/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/score_initial/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
     script:

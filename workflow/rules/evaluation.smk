@@ -52,6 +52,8 @@ rule label_consistency:
         gpu=1,
     log:
         "logs/label_consistency/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/label_consistency/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
     script:
@@ -79,6 +81,8 @@ rule aggregate_results:
         ),
     log:
         "logs/aggregate_results/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/aggregate_results/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
     script:

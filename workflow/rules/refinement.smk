@@ -17,6 +17,8 @@ rule build_refined_set:
     priority: SET_PATH_PRIORITY
     log:
         "logs/build_refined_set/{dataset}_ipc{ipc}_{method}.log",
+    benchmark:
+        "benchmarks/build_refined_set/{dataset}_ipc{ipc}_{method}.tsv"
     conda:
         "../envs/detdistill.yaml"
     script:
