@@ -10,14 +10,14 @@ rule detect_anomalies:
             caption="../report/anomalies.rst",
             category="Anomaly report",
         ),
-    params:
-        beta=get_beta,
-    priority: SET_PATH_PRIORITY
     log:
         "logs/detect_anomalies/{dataset}_ipc{ipc}.log",
     benchmark:
         "benchmarks/detect_anomalies/{dataset}_ipc{ipc}.tsv"
+    priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
+    params:
+        beta=get_beta,
     script:
         "../scripts/detect_anomalies.py"

@@ -6,15 +6,15 @@ rule score_train_features:
         detector="results/{dataset}/classifiers/detector/model.safetensors",
     output:
         features="results/{dataset}/classifiers/detector/train_features.parquet",
-    params:
-        source=get_source,
-        image_size=get_image_size,
-    resources:
-        gpu=1,
     log:
         "logs/score_train_features/{dataset}.log",
     conda:
         "../envs/detdistill.yaml"
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        image_size=get_image_size,
     script:
         "../scripts/score_train_features.py"
 
@@ -25,13 +25,13 @@ rule select_feature_subset:
         features="results/{dataset}/classifiers/detector/train_features.parquet",
     output:
         subset="results/{dataset}/ipc{ipc}/sets/{method}.parquet",
-    wildcard_constraints:
-        method="|".join(FEATURE_BASELINES),
-    params:
-        seed=config["seed"],
     log:
         "logs/select_feature_subset/{dataset}_ipc{ipc}_{method}.log",
+    wildcard_constraints:
+        method="|".join(FEATURE_BASELINES),
     conda:
         "../envs/detdistill.yaml"
+    params:
+        seed=config["seed"],
     script:
         "../scripts/select_feature_subset.py"

@@ -5,7 +5,6 @@ from snakemake.utils import validate
 from detdistill.data import DataError, inspect_source
 from detdistill.workflow import check_config, check_writable, stop
 
-
 # Bad input stops the run with one line naming the cause and the fix (detdistill.workflow.stop),
 # here while the DAG is built where a check is cheap, else inside the job (detdistill.workflow.setup).
 SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))

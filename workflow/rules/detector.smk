@@ -7,20 +7,20 @@ rule train_classifier:
         model="results/{dataset}/classifiers/{role}/model.safetensors",
         metrics="results/{dataset}/classifiers/{role}/metrics.json",
         test_scores="results/{dataset}/classifiers/{role}/test_scores.parquet",
-    params:
-        source=get_source,
-        image_size=get_image_size,
-        classifier=get_classifier_config,
-    threads: 2
-    resources:
-        gpu=1,
-    priority: SET_PATH_PRIORITY
     log:
         "logs/train_classifier/{dataset}_{role}.log",
     benchmark:
         "benchmarks/train_classifier/{dataset}_{role}.tsv"
+    priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        image_size=get_image_size,
+        classifier=get_classifier_config,
     script:
         "../scripts/train_classifier.py"
 
@@ -31,14 +31,14 @@ rule score_initial:
         detector="results/{dataset}/classifiers/detector/model.safetensors",
     output:
         scores="results/{dataset}/ipc{ipc}/initial_scores.parquet",
-    resources:
-        gpu=1,
-    priority: SET_PATH_PRIORITY
     log:
         "logs/score_initial/{dataset}_ipc{ipc}.log",
     benchmark:
         "benchmarks/score_initial/{dataset}_ipc{ipc}.tsv"
+    priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
+    resources:
+        gpu=1,
     script:
         "../scripts/score_initial.py"

@@ -4,18 +4,18 @@ rule evaluate:
         manifest="results/{dataset}/data/manifest.parquet",
     output:
         scores="results/{dataset}/ipc{ipc}/eval/{method}/{model}.parquet",
-    params:
-        source=get_source,
-        evaluation=get_evaluation_config,
-    threads: 1
-    resources:
-        gpu=1,
     log:
         "logs/evaluate/{dataset}_ipc{ipc}_{method}_{model}.log",
     benchmark:
         "benchmarks/evaluate/{dataset}_ipc{ipc}_{method}_{model}.tsv"
     conda:
         "../envs/detdistill.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        evaluation=get_evaluation_config,
     script:
         "../scripts/evaluate.py"
 
@@ -26,18 +26,18 @@ rule evaluate_full:
         manifest="results/{dataset}/data/manifest.parquet",
     output:
         scores="results/{dataset}/eval_full/{model}.parquet",
-    params:
-        source=get_source,
-        evaluation=get_evaluation_config,
-    threads: 1
-    resources:
-        gpu=1,
     log:
         "logs/evaluate_full/{dataset}_{model}.log",
     benchmark:
         "benchmarks/evaluate_full/{dataset}_{model}.tsv"
     conda:
         "../envs/detdistill.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        evaluation=get_evaluation_config,
     script:
         "../scripts/evaluate.py"
 
@@ -48,14 +48,14 @@ rule label_consistency:
         sets=get_synthetic_sets,
     output:
         consistency="results/{dataset}_ipc{ipc}_consistency.csv",
-    resources:
-        gpu=1,
     log:
         "logs/label_consistency/{dataset}_ipc{ipc}.log",
     benchmark:
         "benchmarks/label_consistency/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
+    resources:
+        gpu=1,
     script:
         "../scripts/label_consistency.py"
 

@@ -5,20 +5,20 @@ rule prepare_generator:
         manifest="results/{dataset}/data/manifest.parquet",
     output:
         generator=directory("results/{dataset}/generator"),
-    params:
-        source=get_source,
-        image_size=get_image_size,
-        generator=get_generator_config,
-    threads: 2
-    resources:
-        gpu=1,
-    priority: SET_PATH_PRIORITY
     log:
         "logs/prepare_generator/{dataset}.log",
     benchmark:
         "benchmarks/prepare_generator/{dataset}.tsv"
+    priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        image_size=get_image_size,
+        generator=get_generator_config,
     script:
         "../scripts/prepare_generator.py"
 
@@ -29,18 +29,18 @@ rule encode_latents:
         generator=get_generator,
     output:
         latents="results/{dataset}/latents.parquet",
-    params:
-        source=get_source,
-        image_size=get_image_size,
-    threads: 2
-    resources:
-        gpu=1,
-    priority: SET_PATH_PRIORITY
     log:
         "logs/encode_latents/{dataset}.log",
     benchmark:
         "benchmarks/encode_latents/{dataset}.tsv"
+    priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        image_size=get_image_size,
     script:
         "../scripts/encode_latents.py"

@@ -3,15 +3,15 @@ rule compute_prototypes:
         latents="results/{dataset}/latents.parquet",
     output:
         prototypes="results/{dataset}/ipc{ipc}/prototypes.parquet",
-    params:
-        seed=config["seed"],
-        prototypes=get_prototype_config,
-    priority: SET_PATH_PRIORITY
     log:
         "logs/compute_prototypes/{dataset}_ipc{ipc}.log",
     benchmark:
         "benchmarks/compute_prototypes/{dataset}_ipc{ipc}.tsv"
+    priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
+    params:
+        seed=config["seed"],
+        prototypes=get_prototype_config,
     script:
         "../scripts/compute_prototypes.py"

@@ -11,19 +11,19 @@ rule set_quality:
             caption="../report/quality.rst",
             category="Quality",
         ),
-    params:
-        source=get_source,
-        image_size=get_image_size,
-        quality=get_quality_config,
-        seed=config["seed"],
-    threads: 2
-    resources:
-        gpu=1,
     log:
         "logs/set_quality/{dataset}_ipc{ipc}.log",
     benchmark:
         "benchmarks/set_quality/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        image_size=get_image_size,
+        quality=get_quality_config,
+        seed=config["seed"],
     script:
         "../scripts/set_quality.py"

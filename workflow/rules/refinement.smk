@@ -9,17 +9,17 @@ rule build_refined_set:
             caption="../report/set.rst",
             category="Synthetic sets",
         ),
-    wildcard_constraints:
-        method="d4m|conf|sim|conf_sim",
-    params:
-        beta=get_beta,
-        top_k=get_top_k,
-    priority: SET_PATH_PRIORITY
     log:
         "logs/build_refined_set/{dataset}_ipc{ipc}_{method}.log",
     benchmark:
         "benchmarks/build_refined_set/{dataset}_ipc{ipc}_{method}.tsv"
+    wildcard_constraints:
+        method="d4m|conf|sim|conf_sim",
+    priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
+    params:
+        beta=get_beta,
+        top_k=get_top_k,
     script:
         "../scripts/build_refined_set.py"

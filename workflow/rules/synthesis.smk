@@ -16,21 +16,21 @@ rule synthesize_initial:
         generator=get_generator,
     output:
         images=directory("results/{dataset}/ipc{ipc}/initial/part{part}"),
+    log:
+        "logs/synthesize_initial/{dataset}_ipc{ipc}_part{part}.log",
+    benchmark:
+        "benchmarks/synthesize_initial/{dataset}_ipc{ipc}_part{part}.tsv"
+    priority: SET_PATH_PRIORITY
+    conda:
+        "../envs/detdistill.yaml"
+    threads: 2
+    resources:
+        gpu=1,
     params:
         labels=get_part_labels,
         synthesis=get_synthesis_config,
         seed=config["seed"],
         cache=IMAGE_CACHE,
-    threads: 2
-    resources:
-        gpu=1,
-    priority: SET_PATH_PRIORITY
-    log:
-        "logs/synthesize_initial/{dataset}_ipc{ipc}_part{part}.log",
-    benchmark:
-        "benchmarks/synthesize_initial/{dataset}_ipc{ipc}_part{part}.tsv"
-    conda:
-        "../envs/detdistill.yaml"
     script:
         "../scripts/synthesize_initial.py"
 
@@ -43,21 +43,21 @@ rule generate_candidates:
         detector="results/{dataset}/classifiers/detector/model.safetensors",
     output:
         candidates=directory("results/{dataset}/ipc{ipc}/candidates/part{part}"),
+    log:
+        "logs/generate_candidates/{dataset}_ipc{ipc}_part{part}.log",
+    benchmark:
+        "benchmarks/generate_candidates/{dataset}_ipc{ipc}_part{part}.tsv"
+    priority: SET_PATH_PRIORITY
+    conda:
+        "../envs/detdistill.yaml"
+    threads: 2
+    resources:
+        gpu=1,
     params:
         labels=get_part_labels,
         synthesis=get_synthesis_config,
         n_candidates=get_n_candidates,
         seed=config["seed"],
         cache=IMAGE_CACHE,
-    threads: 2
-    resources:
-        gpu=1,
-    priority: SET_PATH_PRIORITY
-    log:
-        "logs/generate_candidates/{dataset}_ipc{ipc}_part{part}.log",
-    benchmark:
-        "benchmarks/generate_candidates/{dataset}_ipc{ipc}_part{part}.tsv"
-    conda:
-        "../envs/detdistill.yaml"
     script:
         "../scripts/generate_candidates.py"
