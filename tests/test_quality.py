@@ -162,7 +162,8 @@ def test_stage_with_offline_inception_weights(tmp_path, monkeypatch):
 def test_quality_table_of_the_tiny_workflow(tiny_run):
     table = pd.read_csv(tiny_run / "results" / "tiny_ipc2_quality.csv", keep_default_na=False, na_values=[""])
     manifest = pd.read_parquet(tiny_run / "results" / "tiny" / "data" / "manifest.parquet")
-    assert table.method.tolist() == ["random", "d4m", "conf", "sim", "conf_sim"]
+    # the tiny config's baselines, then the synthetic sets, in the order the rule lists them
+    assert table.method.tolist() == ["random", "herding", "kcenter", "d4m", "conf", "sim", "conf_sim"]
     assert (table.images == 2 * 3).all()  # IPC 2 x 3 classes
     assert (table.reference_images == (manifest.split == "train").sum()).all()
     assert (table.nearest_k == 3).all()
