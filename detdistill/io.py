@@ -50,6 +50,33 @@ def make_staging_dir(out_dir: str | os.PathLike) -> Path:
 
 
 @contextmanager
+def atomic_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield a staging folder beside `out_dir` to fill; if the block succeeds, give its contents
+    the umask's permissions (some writers, e.g. mkstemp, make 0600 files) and rename it onto
+    `out_dir`, an old `out_dir` moved aside first and removed after, so readers never see a half
+    folder. If the block raises an error, the staging folder is removed and `out_dir` is left as
+    it was; an interruption (KeyboardInterrupt, or SIGKILL, which runs nothing) leaves it for the
+    next writer of `out_dir` to remove (`make_staging_dir`)."""
+    out_dir = Path(out_dir)
+    staging = make_staging_dir(out_dir)
+    try:
+        yield staging
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    umask = current_umask()
+    for p in [staging, *staging.rglob("*")]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+        os.replace(out_dir, old / "d")
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
 def atomic_path(path: str | os.PathLike, owner: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
     `owner`: the caller is the only writer of `path`, so a killed earlier writer's temporary files

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -171,12 +170,6 @@ def _write_generated(generator_dir, rows: pd.DataFrame, names: list[str], synthe
     return stats
 
 
-def _publish_dir(tmp_dir: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp_dir.rename(out_dir)
-
-
 # --------------------------------------------------------------------------- 5. initial set
 def _labels(labels) -> list[int]:
     """The classes of one job: an int or a list of ints (`synthesis.classes_per_job` of them)."""
@@ -197,8 +190,6 @@ def synthesize_initial(prototypes_path, labels, generator_dir, synthesis_cfg: di
     image_ids = [f"c{y}-p{p:03d}" for y, p in zip(rows.label, rows.prototype_id)]
     names = [f"{i}.png" for i in image_ids]
     out_dir = Path(out_dir)
-    staging = io.make_staging_dir(out_dir)
-    _write_generated(generator_dir, rows, names, synthesis_cfg, staging, f"initial classes {labels}", cache_dir)
     manifest = pd.DataFrame(
         {
             "image_id": image_ids,
@@ -209,8 +200,9 @@ def synthesize_initial(prototypes_path, labels, generator_dir, synthesis_cfg: di
             "image_path": [str(out_dir / n) for n in names],
         }
     )
-    io.write_parquet(manifest, staging / "manifest.parquet")
-    _publish_dir(staging, out_dir)
+    with io.atomic_dir(out_dir) as staging:
+        _write_generated(generator_dir, rows, names, synthesis_cfg, staging, f"initial classes {labels}", cache_dir)
+        io.write_parquet(manifest, staging / "manifest.parquet")
     log.info("classes %s: %d initial images", labels, len(manifest))
 
 
@@ -360,19 +352,18 @@ def generate_candidates(anomalies_path, prototypes_path, labels, generator_dir, 
     defective = anomalies[anomalies.label.isin(labels) & anomalies.defective]
     rows = candidate_rows(defective, pd.read_parquet(prototypes_path), n_candidates, seed)
     out_dir = Path(out_dir)
-    staging = io.make_staging_dir(out_dir)
     names = [f"{i}-cand{c:02d}.png" for i, c in zip(rows.source_image_id, rows.candidate_index)]
-    if len(rows):
-        _write_generated(generator_dir, rows, names, synthesis_cfg, staging, f"candidates classes {labels}", cache_dir)
-        # score with the real paths resolved inside the staging folder
-        staged = rows.assign(image_path=[str(staging / n) for n in names])[CANDIDATE_COLUMNS]
-        table = _score(detector_path, staged).assign(image_path=[str(out_dir / n) for n in names])
-    else:
-        table = pd.DataFrame(columns=CANDIDATE_COLUMNS).assign(
-            predicted=pd.Series(dtype="int64"), p_target=pd.Series(dtype="float32"), feature=pd.Series(dtype=object)
-        )
-    io.write_parquet(table, staging / "manifest.parquet")
-    _publish_dir(staging, out_dir)
+    with io.atomic_dir(out_dir) as staging:
+        if len(rows):
+            _write_generated(generator_dir, rows, names, synthesis_cfg, staging, f"candidates classes {labels}", cache_dir)
+            # score with the real paths resolved inside the staging folder
+            staged = rows.assign(image_path=[str(staging / n) for n in names])[CANDIDATE_COLUMNS]
+            table = _score(detector_path, staged).assign(image_path=[str(out_dir / n) for n in names])
+        else:
+            table = pd.DataFrame(columns=CANDIDATE_COLUMNS).assign(
+                predicted=pd.Series(dtype="int64"), p_target=pd.Series(dtype="float32"), feature=pd.Series(dtype=object)
+            )
+        io.write_parquet(table, staging / "manifest.parquet")
     log.info("classes %s: %d candidates for %d defective images", labels, len(table), len(defective))
 
 

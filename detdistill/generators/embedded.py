@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import seed_everything
-from ..io import current_umask, make_staging_dir, save_safetensors, write_json
+from ..io import atomic_dir, save_safetensors, write_json
 from .base import LATENT_CHANNELS, Generator
 
 BACKEND = "embedded"
@@ -140,26 +137,6 @@ def _latent_stats(vae, images: torch.Tensor, device, batch: int = 256):
         means.append(dist.mean.cpu())
         stds.append(dist.std.cpu())
     return torch.cat(means), torch.cat(stds)
-
-
-def _atomic_dir(out_dir: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a temp dir beside `out_dir`, then rename it onto `out_dir` (replacing an old one)."""
-    tmp = make_staging_dir(out_dir)
-    try:
-        fill(tmp)
-        umask = current_umask()
-        for p in [tmp, *tmp.rglob("*")]:
-            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-            os.replace(out_dir, old / "d")
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _train_vae(images: torch.Tensor, cfg: dict, device, log):
@@ -319,14 +296,12 @@ def train_embedded_generator(
         "train_images": len(images),
     }
 
-    def fill(tmp: Path) -> None:
+    with atomic_dir(out_dir) as tmp:
         vae.to("cpu").save_pretrained(tmp / "vae", safe_serialization=True)
         unet.to("cpu").save_pretrained(tmp / "unet", safe_serialization=True)
         _ddim(cfg).save_pretrained(tmp / "scheduler")
         save_safetensors({"weight": embed.to("cpu")}, tmp / "label_embedding.safetensors")
         write_json(meta, tmp / "generator.json")
-
-    _atomic_dir(out_dir, fill)
     log(f"saved {out_dir}")
 
 
