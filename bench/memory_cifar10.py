@@ -17,7 +17,7 @@ jobs spinning against other users' load; threads do not change what a job holds)
 
 Per job it reads two peak figures: Snakemake's `benchmark:` max_rss (psutil samples of the job's
 process tree: every 0.5 s for its first 15 s, then every 30 s, so a short peak can be missed) and
-the kernel's high-water mark of the job's process (`getrusage` ru_maxrss, exact), which every job
+the kernel's high-water mark of the job's process (Linux VmHWM, exact), which every job
 writes as the last line of its log (detdistill.workflow.setup). Writes
 bench/measurements/memory_cifar10.json and .md: per rule the jobs, both peaks, the largest job,
 and whether it stays under 4 GiB; the machine, versions and command; and the projected resident

@@ -37,10 +37,20 @@ PEAK_RSS_PREFIX = "peak RSS (kernel high-water mark):"
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set in MiB, from the kernel (Linux reports ru_maxrss in KiB).
-    Exact, unlike Snakemake's `benchmark:` max_rss, which samples every 30 s after a job's first
-    15 s and so can miss a short peak."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set in MiB, from the kernel: exact, unlike Snakemake's
+    `benchmark:` max_rss, which samples every 30 s after a job's first 15 s and so can miss a
+    short peak. On Linux it is VmHWM, the high-water mark of this program's own address space:
+    `getrusage` ru_maxrss also keeps the RSS of the process image that exec replaced, so a job
+    spawned by a large parent (Snakemake, a pytest run) would report the parent's size."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes
 
 
 def setup(snakemake) -> logging.Logger:
