@@ -328,6 +328,10 @@ def build_manifest(source_cfg: dict, seed: int) -> pd.DataFrame:
     if source_cfg.get("classes") and _array_source(source_cfg):  # folder layouts filter while listing
         manifest = select_classes(manifest, [str(c) for c in source_cfg["classes"]])
     _check_manifest(manifest)
+    if source_cfg.get("label_noise"):
+        from .noise import apply_label_noise  # noise reads this module's names
+
+        manifest = apply_label_noise(manifest, source_cfg["label_noise"], seed, source_cfg.get("root"))
     return manifest
 
 

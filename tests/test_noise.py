@@ -114,3 +114,23 @@ def test_cifar10n_paths_are_exactly_the_training_jpegs():
     assert (table.path.str.split("/").str[1] == table.clean).all()
     wrong = {c: float((table[c] != table.clean).mean()) for c in ["aggregate", "random1", "worst"]}
     assert np.allclose([wrong["aggregate"], wrong["random1"], wrong["worst"]], [0.0903, 0.1723, 0.4021], atol=0.002), wrong
+
+
+def test_workflow_manifest_carries_the_noise(tmp_path):
+    """`source.label_noise` in a config reaches the manifest the workflow writes: observed labels
+    in `label`, the truth in `clean_label`, the same draw as the library's."""
+    import yaml
+
+    from conftest import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path / "wf")
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["datasets"]["tiny"]["source"]["label_noise"] = {"kind": "symmetric", "rate": 0.25}
+    (workdir / "noisy.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workdir, "results/tiny/data/manifest.parquet", "--configfile", "noisy.yaml")
+    manifest = pd.read_parquet(workdir / "results" / "tiny" / "data" / "manifest.parquet")
+    train = manifest[manifest.split == "train"]
+    wrong = (train.label != train.clean_label).groupby(train.clean_label).mean()
+    assert np.allclose(wrong, 0.25, atol=0.01), wrong
+    test = manifest[manifest.split == "test"]
+    assert (test.label == test.clean_label).all()
