@@ -9,8 +9,12 @@ configfile: "config/imagewoof.yaml"
 configfile: "config/cifar10.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/trust.smk"
 include: "workflow/rules/generator.smk"
 include: "workflow/rules/prototypes.smk"
 include: "workflow/rules/synthesis.smk"

@@ -74,6 +74,19 @@ def get_source(wildcards):
     return canonical(dataset_config(wildcards)["source"])
 
 
+def trust_enabled(wildcards):
+    return dataset_config(wildcards).get("trust", {}).get("enabled", False)
+
+
+def get_train_manifest(wildcards):
+    """The manifest the generator, the latents and the detector train on: the trust stage's (its
+    trusted images, recalibrated labels) when `trust.enabled`, else the dataset's. The judge and the
+    evaluations always read the dataset's manifest."""
+    if trust_enabled(wildcards) and getattr(wildcards, "role", "detector") == "detector":
+        return f"results/{wildcards.dataset}/trust/manifest.parquet"
+    return f"results/{wildcards.dataset}/data/manifest.parquet"
+
+
 def get_image_size(wildcards):
     return dataset_config(wildcards)["image_size"]
 

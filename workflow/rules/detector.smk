@@ -2,7 +2,7 @@
 # label consistency, so refinement is never graded by the model that drove it.
 rule train_classifier:
     input:
-        manifest="results/{dataset}/data/manifest.parquet",
+        manifest=get_train_manifest,
     output:
         model="results/{dataset}/classifiers/{role}/model.safetensors",
         metrics="results/{dataset}/classifiers/{role}/metrics.json",

@@ -2,7 +2,7 @@
 # Diffusion weights are (checked offline) and the prompt settings.
 rule prepare_generator:
     input:
-        manifest="results/{dataset}/data/manifest.parquet",
+        manifest=get_train_manifest,
     output:
         generator=directory("results/{dataset}/generator"),
     log:
@@ -25,7 +25,7 @@ rule prepare_generator:
 
 rule encode_latents:
     input:
-        manifest="results/{dataset}/data/manifest.parquet",
+        manifest=get_train_manifest,
         generator=get_generator,
     output:
         latents="results/{dataset}/latents.parquet",
