@@ -222,3 +222,22 @@ def test_changing_baselines_reruns_no_evaluation(tiny_run):
     (tiny_run / "baselines.yaml").write_text(yaml.safe_dump(config))
     jobs = _planned_jobs(tiny_run, "baselines.yaml")
     assert set(jobs) <= {"aggregate_results", "set_quality"}, jobs
+
+
+def test_report_embeds_every_declared_result(tiny_run):
+    """`snakemake --report` builds one self-contained HTML file: the workflow description, every
+    `report()` output of the run grouped by dataset and IPC, the contact sheets embedded (their
+    bytes inside the file, not a link to results/)."""
+    import base64
+
+    snakemake(tiny_run, "results/tiny_ipc2.csv", "--configfile", "tiny.yaml", "--report", "report.html")
+    html = (tiny_run / "report.html").read_text()
+    assert "detector-guided dataset distillation" in html  # workflow/report/workflow.rst
+    for category in ["Anomaly report", "Synthetic sets", "Accuracy", "Quality"]:
+        assert category in html, category
+    assert "tiny IPC 2" in html  # the subcategory of every entry
+    for name in ["anomalies.md", "tiny_ipc2.csv", "tiny_ipc2_paired.md", "tiny_ipc2_quality.csv"]:
+        assert name in html, name
+    for method in ["d4m", "conf", "sim", "conf_sim"]:
+        sheet = (results(tiny_run) / "ipc2" / "sets" / f"{method}.png").read_bytes()
+        assert base64.b64encode(sheet).decode()[:4000] in html, f"{method}.png is not embedded"

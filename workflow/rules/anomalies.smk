@@ -9,6 +9,8 @@ rule detect_anomalies:
             "results/{dataset}/ipc{ipc}/anomalies.md",
             caption="../report/anomalies.rst",
             category="Anomaly report",
+            subcategory="{dataset} IPC {ipc}",
+            labels={"dataset": "{dataset}", "IPC": "{ipc}"},
         ),
     log:
         "logs/detect_anomalies/{dataset}_ipc{ipc}.log",

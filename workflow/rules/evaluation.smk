@@ -71,6 +71,8 @@ rule aggregate_results:
             "results/{dataset}_ipc{ipc}.csv",
             caption="../report/accuracy.rst",
             category="Accuracy",
+            subcategory="{dataset} IPC {ipc}",
+            labels={"dataset": "{dataset}", "IPC": "{ipc}", "table": "per run"},
         ),
         summary="results/{dataset}_ipc{ipc}_summary.csv",
         paired="results/{dataset}_ipc{ipc}_paired.csv",
@@ -78,6 +80,8 @@ rule aggregate_results:
             "results/{dataset}_ipc{ipc}_paired.md",
             caption="../report/paired.rst",
             category="Accuracy",
+            subcategory="{dataset} IPC {ipc}",
+            labels={"dataset": "{dataset}", "IPC": "{ipc}", "table": "paired differences"},
         ),
     log:
         "logs/aggregate_results/{dataset}_ipc{ipc}.log",

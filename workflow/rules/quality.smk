@@ -10,6 +10,8 @@ rule set_quality:
             "results/{dataset}_ipc{ipc}_quality.csv",
             caption="../report/quality.rst",
             category="Quality",
+            subcategory="{dataset} IPC {ipc}",
+            labels={"dataset": "{dataset}", "IPC": "{ipc}"},
         ),
     log:
         "logs/set_quality/{dataset}_ipc{ipc}.log",

@@ -8,6 +8,8 @@ rule build_refined_set:
             "results/{dataset}/ipc{ipc}/sets/{method}.png",
             caption="../report/set.rst",
             category="Synthetic sets",
+            subcategory="{dataset} IPC {ipc}",
+            labels={"dataset": "{dataset}", "IPC": "{ipc}", "method": "{method}"},
         ),
     log:
         "logs/build_refined_set/{dataset}_ipc{ipc}_{method}.log",
