@@ -1,14 +1,17 @@
 """Datasets: a manifest table of every image and a loader that turns manifest rows into tensors.
 
-Manifest columns: image_id (str, unique), label (int), class_name (str), split ('train'|'test'),
-source (file path, or the row index inside a bundled array dataset).
+Manifest columns: image_id (str, unique), label (int), class_name (str), split ('train'|'val'|'test'),
+source (file path, or the row index inside a bundled array dataset). 'val' rows exist only with
+`source.validation_fraction` > 0: real images carved from the train split that nothing trains on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -332,6 +335,34 @@ def build_manifest(source_cfg: dict, seed: int) -> pd.DataFrame:
         from .noise import apply_label_noise  # noise reads this module's names
 
         manifest = apply_label_noise(manifest, source_cfg["label_noise"], seed, source_cfg.get("root"))
+    # carved after the label noise: validation images carry the labels the train split has
+    return carve_validation(manifest, source_cfg.get("validation_fraction", 0), seed)
+
+
+def validation_count(train_images: int, fraction: float) -> int:
+    """Validation images carved from a class with `train_images` train images: floor(fraction x n),
+    at least 1 when fraction > 0 (so per-class calibration has an image of every class). A
+    function of the count alone, so the workflow can check the IPC before the manifest exists."""
+    return 0 if fraction <= 0 else max(1, math.floor(fraction * train_images))
+
+
+def carve_validation(manifest: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """Move `validation_count` train images of every class to split 'val', drawn by a generator
+    seeded with `seed` and the class name (not the label, which `source.classes` renumbers), so a
+    class's draw does not depend on which other classes are kept. The test split is untouched;
+    every class keeps at least one train image (else DataError)."""
+    if fraction <= 0:
+        return manifest
+    manifest = manifest.copy()
+    for _, group in manifest[manifest.split == "train"].groupby("label", sort=True):
+        count = validation_count(len(group), fraction)
+        if count >= len(group):
+            raise DataError(
+                f"class {group.class_name.iloc[0]!r} has {len(group)} train image(s): `source.validation_fraction` "
+                f"{fraction} leaves none to train on; lower it, or add images"
+            )
+        rng = np.random.default_rng([seed, zlib.crc32(str(group.class_name.iloc[0]).encode())])
+        manifest.loc[rng.choice(group.index.to_numpy(), count, replace=False), "split"] = "val"
     return manifest
 
 
@@ -364,7 +395,8 @@ def check_ipc(train: pd.DataFrame, ipc: int) -> None:
     for name, count in counts[counts["size"] < ipc].itertuples(index=False):
         raise DataError(
             f"IPC {ipc} is more than the {count} train images of class {name!r}: lower the IPC in the target "
-            "(results/<dataset>_ipc<N>.csv), add images, or drop the class from `source.classes`"
+            "(results/<dataset>_ipc<N>.csv), add images, lower `source.validation_fraction` where set, "
+            "or drop the class from `source.classes`"
         )
 
 

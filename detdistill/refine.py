@@ -1,8 +1,16 @@
 """Detector-guided selection (the paper's Algorithm 1) and its ablations.
 
-Per class, defective images are processed in ascending `prototype_id` order (the order of the
-initial set). Each step may add the chosen candidate to the class's normal set, so later choices
-see earlier ones: the order is part of the method and is fixed here.
+Per class, images are walked in ascending `prototype_id` order (the order of the initial set).
+Each replaced image's chosen candidate joins the class's normal set, so later choices see earlier
+ones: the order is part of the method and is fixed here.
+
+Normal set (`refinement.normal_set`)
+- ``all`` (default): the normal set starts with every non-defective image of the class; chosen
+  candidates join it as they are picked. A defective image is compared with all the class's
+  normal images, also those after it in the walk.
+- ``sequential`` (the paper's Algorithm 1, literally): the normal set starts empty; a normal
+  image joins it when the walk meets it, a chosen candidate when it is picked. A defective image
+  is compared only with what came before it.
 
 Methods
 - ``d4m``: no refinement, the initial set as generated.
@@ -15,12 +23,14 @@ Methods
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 METHODS = ("d4m", "conf", "sim", "conf_sim")
+NORMAL_SETS = ("all", "sequential")
 
 
 @dataclass(frozen=True)
@@ -81,11 +91,15 @@ def refine_set(
     candidates: pd.DataFrame,
     *,
     method: str,
-    beta: float,
+    beta: float | Mapping[int, float],
     top_k: int,
+    normal_set: str = "all",
 ) -> pd.DataFrame:
     """Apply one method to every class.
 
+    beta: the candidates' acceptance threshold (conf_sim), one value or one per label: the betas
+      that flagged the defective images.
+    normal_set: "all" or "sequential" (module docstring).
     scored_initial: one row per initial image with image_id, label, prototype_id, image_path,
       predicted, p_target, feature (array), defective (bool).
     candidates: one row per candidate with source_image_id, candidate_index, image_path, seed,
@@ -93,10 +107,15 @@ def refine_set(
     Returns the final set: one row per initial image, in the initial order, with the image kept or
     the candidate that replaced it and how it was chosen.
     """
+    if normal_set not in NORMAL_SETS:
+        raise ValueError(f"unknown normal set {normal_set!r}; expected one of {NORMAL_SETS}")
     rows = []
     for label, group in scored_initial.sort_values(["label", "prototype_id"]).groupby("label", sort=True):
-        normal = [np.asarray(f) for f in group.loc[~group.defective, "feature"]]
+        class_beta = beta[label] if isinstance(beta, Mapping) else beta
+        normal = [np.asarray(f) for f in group.loc[~group.defective, "feature"]] if normal_set == "all" else []
         for item in group.itertuples(index=False):
+            if normal_set == "sequential" and not item.defective:
+                normal.append(np.asarray(item.feature))  # met in the walk: later choices see it
             row = {
                 "image_id": item.image_id,
                 "label": int(label),
@@ -123,7 +142,7 @@ def refine_set(
                     int(label),
                     np.stack(normal) if normal else np.empty((0, feats.shape[1])),
                     method=method,
-                    beta=beta,
+                    beta=class_beta,
                     top_k=top_k,
                 )
                 chosen = cands.iloc[choice.index]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -17,16 +18,59 @@ def markdown_cell(text) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
-def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class_names: list[str], report_dir: Path) -> str:
-    """`frame`: flagged synthetic images; `real`: the same rule applied to real held-out images."""
+@dataclass(frozen=True)
+class FixedBetaComparison:
+    """A calibrated run's anomaly report also shows what the paper's fixed beta would have flagged."""
+
+    beta: float  # the fixed `refinement.beta`
+    mode: str  # the calibrated `refinement.beta_mode`
+    quantile: float  # `refinement.beta_quantile`
+    synthetic: pd.DataFrame  # the initial images flagged with the fixed beta
+    real: pd.DataFrame  # the real held-out images flagged with the fixed beta
+    validation_images: int  # images the calibrated beta was read from
+
+
+def _share(frame: pd.DataFrame) -> str:
+    return f"{int(frame.defective.sum())} of {len(frame)} ({100 * frame.defective.mean():.1f}%)"
+
+
+def _beta_text(frame: pd.DataFrame) -> str:
+    low, high = frame.beta.min(), frame.beta.max()
+    return f"{low:.3f}" if low == high else f"{low:.3f} to {high:.3f} (per class)"
+
+
+def _comparison_lines(frame: pd.DataFrame, real: pd.DataFrame, fixed: FixedBetaComparison) -> list[str]:
+    return [
+        "## Fixed against calibrated beta",
+        "",
+        (
+            f"This run flags with the calibrated beta (`{fixed.mode}`): the {fixed.quantile}-quantile of the detector's "
+            f"target softmax on {fixed.validation_images} real validation images (train-split images no model "
+            "trained on). The paper's fixed beta is shown beside it; refinement uses the calibrated one."
+        ),
+        "",
+        "| rule | beta | synthetic images flagged | real held-out (test) images flagged |",
+        "|---|---|---|---|",
+        f"| fixed (paper) | {fixed.beta} | {_share(fixed.synthetic)} | {_share(fixed.real)} |",
+        f"| calibrated, {fixed.mode} q = {fixed.quantile} (used) | {_beta_text(frame)} | {_share(frame)} | {_share(real)} |",
+        "",
+    ]
+
+
+def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class_names: list[str], report_dir: Path,
+                     *, fixed: FixedBetaComparison | None = None) -> str:
+    """`frame`: flagged synthetic images; `real`: the same rule applied to real held-out images;
+    both have the `beta` column of the rule that flagged them. `fixed`: with a calibrated beta,
+    the fixed `beta`'s verdicts for comparison."""
     flagged = frame[frame.defective].sort_values(["label", "prototype_id"])
     class_names = [markdown_cell(name) for name in class_names]
     counts = frame.reason.value_counts().to_dict()
+    rule = f"beta = {beta}" if fixed is None else f"calibrated beta ({fixed.mode}) = {_beta_text(frame)}"
     lines = [
         "# Anomaly report",
         "",
         (
-            f"Detector verdict on {len(frame)} initial synthetic images, beta = {beta}: "
+            f"Detector verdict on {len(frame)} initial synthetic images, {rule}: "
             f"{len(flagged)} flagged ({100 * len(flagged) / max(len(frame), 1):.1f}%): "
             f"{counts.get('label_mismatch', 0)} label_mismatch, {counts.get('low_confidence', 0)} low_confidence, "
             f"{counts.get('normal', 0)} normal."
@@ -44,15 +88,21 @@ def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class
             f"{real.p_target.median():.3f})."
         ),
         "",
+    ]
+    if fixed is not None:
+        lines += _comparison_lines(frame, real, fixed)
+    per_class_beta = fixed is not None and frame.beta.nunique() > 1
+    lines += [
         "## Per class",
         "",
-        "| class | images | flagged | label_mismatch | low_confidence |",
-        "|---|---|---|---|---|",
+        "| class | images | flagged | label_mismatch | low_confidence |" + (" beta |" if per_class_beta else ""),
+        "|---|---|---|---|---|" + ("---|" if per_class_beta else ""),
     ]
     for label, group in frame.groupby("label", sort=True):
         lines.append(
             f"| {class_names[label]} | {len(group)} | {int(group.defective.sum())} | "
             f"{int((group.reason == 'label_mismatch').sum())} | {int((group.reason == 'low_confidence').sum())} |"
+            + (f" {group.beta.iloc[0]:.3f} |" if per_class_beta else "")
         )
     lines += ["", "## Flagged images", ""]
     if flagged.empty:

@@ -297,24 +297,39 @@ def score_initial(initial_dirs, detector_path, out_path) -> None:
 
 
 # --------------------------------------------------------------------------- 7. anomaly report
-def flag_anomalies(scores: pd.DataFrame, beta: float) -> pd.DataFrame:
+def flag_anomalies(scores: pd.DataFrame, beta: float | dict[int, float]) -> pd.DataFrame:
+    """Defective: another class predicted, or target softmax below beta (one value, or one per
+    label); the threshold each row met is its `beta` column (refinement reads it from there)."""
     frame = scores.copy()
+    frame["beta"] = frame.label.map(beta).astype(np.float64) if isinstance(beta, dict) else float(beta)
     mismatch = frame.predicted != frame.label
-    low = frame.p_target < beta
+    low = frame.p_target < frame.beta
     frame["reason"] = np.where(mismatch, "label_mismatch", np.where(low, "low_confidence", "normal"))
     frame["defective"] = mismatch | low
     return frame
 
 
-def detect_anomalies(scores_path, detector_test_scores_path, beta: float, class_names: list[str], out_parquet, out_report) -> None:
-    from .report import anomaly_markdown
+def detect_anomalies(scores_path, detector_test_scores_path, beta: float, class_names: list[str], out_parquet, out_report,
+                     *, beta_mode: str = "fixed", beta_quantile: float | None = None, validation_scores_path=None) -> None:
+    """Flag the initial images with the fixed `beta` or, for a calibrated `beta_mode`, with betas
+    read off the detector's validation scores (detdistill.calibration); the report then sets the
+    fixed beta's verdicts beside them."""
+    from .calibration import anomaly_betas
+    from .report import FixedBetaComparison, anomaly_markdown
 
-    frame = flag_anomalies(pd.read_parquet(scores_path), beta)
-    # the same rule applied to real held-out images: what beta means for this detector
-    real = flag_anomalies(pd.read_parquet(detector_test_scores_path), beta)
+    scores, test_scores = pd.read_parquet(scores_path), pd.read_parquet(detector_test_scores_path)
+    betas = anomaly_betas(beta, beta_mode, beta_quantile, range(len(class_names)), validation_scores_path)
+    frame = flag_anomalies(scores, betas)
+    # the same rule applied to real held-out images: what beta means for this detector (reported only)
+    real = flag_anomalies(test_scores, betas)
+    fixed = None
+    if beta_mode != "fixed":
+        fixed = FixedBetaComparison(beta, beta_mode, beta_quantile, flag_anomalies(scores, beta), flag_anomalies(test_scores, beta),
+                                    len(pd.read_parquet(validation_scores_path)))
     io.write_parquet(frame, out_parquet)
-    io.write_text(anomaly_markdown(frame, real, beta, class_names, Path(out_report).parent), out_report)
-    log.info("anomalies: %d of %d flagged (beta %.2f)", int(frame.defective.sum()), len(frame), beta)
+    io.write_text(anomaly_markdown(frame, real, beta, class_names, Path(out_report).parent, fixed=fixed), out_report)
+    log.info("anomalies: %d of %d flagged (beta mode %s, betas %s)", int(frame.defective.sum()), len(frame), beta_mode,
+             sorted(set(betas.values())))
 
 
 # --------------------------------------------------------------------------- 8. candidates
@@ -368,13 +383,18 @@ def generate_candidates(anomalies_path, prototypes_path, labels, generator_dir, 
 
 
 # --------------------------------------------------------------------------- 9. sets
-def build_refined_set(anomalies_path, candidate_dirs, method: str, beta: float, top_k: int, out_path, out_png) -> None:
+def build_refined_set(anomalies_path, candidate_dirs, method: str, top_k: int, out_path, out_png, *, normal_set: str = "all") -> None:
+    """One set; conf_sim accepts candidates above the beta that flagged their class's images (the
+    anomaly table's `beta` column: fixed or calibrated, never re-derived here)."""
     from .refine import refine_set
     from .report import contact_sheet
 
     anomalies = pd.read_parquet(anomalies_path)
+    if "beta" not in anomalies.columns:
+        raise data.DataError(f"{anomalies_path} has no `beta` column (written by an older version): delete it so the workflow re-runs detect_anomalies")
+    betas = anomalies.groupby("label").beta.first().to_dict()
     candidates = read_image_dirs(candidate_dirs)
-    result = refine_set(anomalies, candidates, method=method, beta=beta, top_k=top_k)
+    result = refine_set(anomalies, candidates, method=method, beta=betas, top_k=top_k, normal_set=normal_set or "all")
     result["kind"] = "synthetic"
     io.write_parquet(result, out_path)
     contact_sheet(result, out_png)
@@ -456,7 +476,7 @@ def epochs_for(eval_cfg: dict, ipc: int | None, model: str) -> int:
 
 def evaluate(set_path, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, ipc: int | None, out_path) -> None:
     """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real
-    test split. Images are loaded at `load_size`; training crops (RandomResizedCrop) and the test
+    test split (and, with `evaluation.report_best_epoch`, the test-selected best epoch's). Images are loaded at `load_size`; training crops (RandomResizedCrop) and the test
     centre crop are `image_size` (Minimax: 256 -> 224)."""
     from torchvision.transforms.v2 import functional as TF
 
@@ -486,13 +506,21 @@ def evaluate(set_path, manifest_path, source_cfg: dict, model_name: str, eval_cf
     for seed in seeds:
         seed_everything(seed)  # each model's initialisation
         models.append(build_model(model_name, num_classes, crop_size, eval_cfg.get("width", 64)))
+    # evaluation.report_best_epoch: test accuracy every N epochs too (test-selected, reported apart)
+    tracker = None
+    if eval_cfg.get("report_best_epoch"):
+        from .best_epoch import BestEpochTracker
+
+        tracker = BestEpochTracker(len(models), lambda i: accuracy(models[i], test_images, test_labels, device))
     train_classifiers(models, seeds, images, labels, cfg, device, stack=eval_cfg.get("stack_seeds", "auto"),
-                      desc=f"{method}/{model_name}", log=log.info)
+                      desc=f"{method}/{model_name}", log=log.info, on_evaluate=tracker,
+                      evaluate_every=eval_cfg.get("best_epoch_every", 1))
     rows = []
-    for seed, model in zip(seeds, models):
+    for run, (seed, model) in enumerate(zip(seeds, models)):
         acc = accuracy(model, test_images, test_labels, device)
         log.info("%s %s seed %d: final-epoch test accuracy %.4f", method, model_name, seed, acc)
-        rows.append({"method": method, "model": model_name, "seed": seed, "train_images": len(set_frame), "epochs": epochs, "test_accuracy": acc})
+        rows.append({"method": method, "model": model_name, "seed": seed, "train_images": len(set_frame), "epochs": epochs, "test_accuracy": acc,
+                     **(tracker.best(run) if tracker else {})})
     io.write_parquet(pd.DataFrame(rows), out_path)
 
 
@@ -519,10 +547,12 @@ def label_consistency(judge_path, set_paths, out_csv, low_threshold: float = 0.7
 def aggregate(eval_paths, out_csv, out_summary, out_paired, out_paired_md, title: str) -> None:
     """The per-run table, the per-(model, method) summary, and the paired per-seed differences
     (detdistill.stats) as CSV and markdown."""
+    from . import best_epoch
     from .stats import paired_differences, paired_markdown
 
     table = pd.concat([pd.read_parquet(p) for p in sorted(map(str, eval_paths))], ignore_index=True)
     table["test_accuracy_pct"] = 100 * table.test_accuracy
+    table = best_epoch.add_percent_column(table)
     table = table.sort_values(["model", "method", "seed"]).reset_index(drop=True)
     io.write_csv(table, out_csv)
     summary = (
@@ -531,6 +561,9 @@ def aggregate(eval_paths, out_csv, out_summary, out_paired, out_paired_md, title
         .reset_index()
         .round({"mean": 2, "std": 2})
     )
+    test_selected = best_epoch.summary_columns(table, ["model", "method"])
+    if test_selected is not None:  # beside the final-epoch columns, never instead of them
+        summary = summary.merge(test_selected, on=["model", "method"], how="left", validate="one_to_one")
     io.write_csv(summary, out_summary)
     paired = paired_differences(table)
     io.write_csv(paired, out_paired)

@@ -152,6 +152,10 @@ class _ModuleStep:
     def finish(self) -> None:
         self.model.eval()
 
+    def resume(self) -> None:
+        """Back to training after `finish` (a mid-training evaluation)."""
+        self.model.train()
+
 
 class _StackedStep:
     """Forward of S runs of one architecture as one batched computation: the runs' parameters and
@@ -187,10 +191,16 @@ class _StackedStep:
                 model.load_state_dict({k: v[i] for k, v in {**self.params, **self.buffers}.items()})
                 model.eval()
 
+    def resume(self) -> None:
+        """Nothing to undo: `finish` copies the stacked state into the models, which the stacked
+        forward does not use."""
+
 
 def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.Tensor, labels: torch.Tensor,
                       cfg: TrainConfig, device, *, stack: str | bool = "auto", desc: str = "train",
-                      log: Callable[[str], None] | None = None) -> list[list[dict]]:
+                      log: Callable[[str], None] | None = None,
+                      on_evaluate: Callable[[int, list[int]], None] | None = None,
+                      evaluate_every: int = 1) -> list[list[dict]]:
     """Train several models of one architecture in place on the same uint8 images (N,3,H,W) and
     int64 labels (N,), run i with seed `seeds[i]`; return each run's per-epoch history.
 
@@ -198,7 +208,12 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
     augmented per image by batched kernels (`detdistill.augment`), CutMixed, and trained with bf16
     autocast and channels-last on CUDA (fp32 on the CPU). Every run keeps its own data order and
     augmentation draws (seeded by its seed, whatever else runs beside it); with stacking (see
-    `use_stacking`) the runs step together as one batched model."""
+    `use_stacking`) the runs step together as one batched model.
+
+    `on_evaluate(epoch, run_indices)`, when given, is called after every `evaluate_every`-th epoch
+    and the last, with `models[i]` for i in `run_indices` holding that epoch's weights in eval
+    mode (e.g. to measure them); training then resumes. It draws nothing from the runs' RNG, so
+    the trained models are the same with it or without."""
     from torchvision.transforms import v2
 
     from detdistill.augment import build_augment
@@ -268,6 +283,10 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
                 if log is not None and ((epoch + 1) % log_every == 0 or epoch + 1 == cfg.epochs):
                     log(f"{label} epoch {epoch + 1}/{cfg.epochs} loss "
                         f"{' '.join(f'{v:.4f}' for v in losses)} lr {lr:.4g}")
+                if on_evaluate is not None and ((epoch + 1) % evaluate_every == 0 or epoch + 1 == cfg.epochs):
+                    step.finish()
+                    on_evaluate(epoch + 1, [runs.index(run) for run in group_runs])
+                    step.resume()
             step.finish()
     return [run.history for run in runs]
 

@@ -3,6 +3,8 @@ rule detect_anomalies:
         scores="results/{dataset}/ipc{ipc}/initial_scores.parquet",
         manifest="results/{dataset}/data/manifest.parquet",
         detector_test_scores="results/{dataset}/classifiers/detector/test_scores.parquet",
+        # calibrated beta only (refinement.beta_mode); never the test split
+        validation_scores=get_validation_scores,
     output:
         anomalies="results/{dataset}/ipc{ipc}/anomalies.parquet",
         report=report(
@@ -21,5 +23,6 @@ rule detect_anomalies:
         "../envs/detdistill.yaml"
     params:
         beta=get_beta,
+        calibration=get_beta_calibration,
     script:
         "../scripts/detect_anomalies.py"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from detdistill.data import DataError, inspect_source
+from detdistill.data import DataError, inspect_source, validation_count
 from detdistill.workflow import check_config, check_writable, stop
 
 # Bad input stops the run with one line naming the cause and the fix (detdistill.workflow.stop),
@@ -71,7 +71,12 @@ def canonical(value):
 
 
 def get_source(wildcards):
-    return canonical(dataset_config(wildcards)["source"])
+    source = canonical(dataset_config(wildcards)["source"])
+    if not source.get("validation_fraction"):
+        # no validation split: the key added with it is left out, so runs made before it keep
+        # their params and are not re-run
+        source.pop("validation_fraction", None)
+    return source
 
 
 def trust_enabled(wildcards):
@@ -112,11 +117,15 @@ def check_ipc(wildcards):
     if ipc < 1:
         stop(f"IPC {ipc} in the target: ask for 1 image per class or more (results/{wildcards.dataset}_ipc10.csv)")
     summary = source_summary(wildcards)
+    fraction = dataset_config(wildcards)["source"].get("validation_fraction", 0)
     for name, count in zip(summary.class_names, summary.train_counts or []):
+        # the validation split (source.validation_fraction) is carved from the train images
+        count -= validation_count(count, fraction)
         if count < ipc:
             stop(
                 f"IPC {ipc} is more than the {count} train images of class {name!r} (dataset {wildcards.dataset!r}): "
-                f"lower the IPC in the target, add images, or drop the class from `source.classes`"
+                f"lower the IPC in the target, add images, lower `source.validation_fraction` where set, "
+                f"or drop the class from `source.classes`"
             )
     return ipc
 
@@ -247,12 +256,45 @@ _evaluation_section = get_section("evaluation")
 
 def get_evaluation_config(wildcards):
     """The `evaluation` section less `baselines`: which sets are evaluated is no setting of one
-    evaluation, so changing the list must not re-run the others."""
-    return {key: value for key, value in _evaluation_section(wildcards).items() if key != "baselines"}
+    evaluation, so changing the list must not re-run the others. With `report_best_epoch` off,
+    its keys are left out too: evaluations made before the option existed are not re-run."""
+    section = _evaluation_section(wildcards)
+    unused = {"baselines"} | (set() if section.get("report_best_epoch") else {"report_best_epoch", "best_epoch_every"})
+    return {key: value for key, value in section.items() if key not in unused}
 
 
 def get_beta(wildcards):
     return dataset_config(wildcards)["refinement"]["beta"]
+
+
+def get_beta_calibration(wildcards):
+    """`refinement.beta_mode` and, for a calibrated mode, `beta_quantile` (detdistill.calibration):
+    in fixed mode the quantile is unused, and changing it must not re-run anything."""
+    refinement = dataset_config(wildcards)["refinement"]
+    mode = refinement.get("beta_mode", "fixed")
+    return {"mode": mode} if mode == "fixed" else {"mode": mode, "quantile": refinement["beta_quantile"]}
+
+
+def get_validation_scores(wildcards):
+    """The detector's scores of the validation split when beta is calibrated on them, else none;
+    a calibrated beta without a validation split stops the run here."""
+    mode = get_beta_calibration(wildcards)["mode"]
+    if mode == "fixed":
+        return []
+    if not dataset_config(wildcards)["source"].get("validation_fraction"):
+        stop(
+            f"`datasets.{wildcards.dataset}.refinement.beta_mode` {mode} reads beta off validation images, but there "
+            f"is no validation split: set `datasets.{wildcards.dataset}.source.validation_fraction` (e.g. 0.1), "
+            "or use `beta_mode: fixed`"
+        )
+    return f"results/{wildcards.dataset}/classifiers/detector/validation_scores.parquet"
+
+
+def get_normal_set(wildcards):
+    """`refinement.normal_set` (detdistill.refine); d4m replaces nothing, so it has none."""
+    if wildcards.method == "d4m":
+        return None
+    return dataset_config(wildcards)["refinement"].get("normal_set", "all")
 
 
 def get_top_k(wildcards):

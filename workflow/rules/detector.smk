@@ -42,3 +42,27 @@ rule score_initial:
         gpu=1,
     script:
         "../scripts/score_initial.py"
+
+
+# The detector's target softmax on the validation split (real train-split images no model trained
+# on): what a calibrated beta is read from (refinement.beta_mode, detdistill.calibration).
+rule score_validation:
+    input:
+        manifest="results/{dataset}/data/manifest.parquet",
+        detector="results/{dataset}/classifiers/detector/model.safetensors",
+    output:
+        scores="results/{dataset}/classifiers/detector/validation_scores.parquet",
+    log:
+        "logs/score_validation/{dataset}.log",
+    benchmark:
+        "benchmarks/score_validation/{dataset}.tsv"
+    priority: SET_PATH_PRIORITY
+    conda:
+        "../envs/detdistill.yaml"
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        image_size=get_image_size,
+    script:
+        "../scripts/score_validation.py"

@@ -21,7 +21,8 @@ rule build_refined_set:
     conda:
         "../envs/detdistill.yaml"
     params:
-        beta=get_beta,
+        # beta is read from the anomaly table (the betas that flagged the images)
         top_k=get_top_k,
+        normal_set=get_normal_set,
     script:
         "../scripts/build_refined_set.py"

@@ -6,8 +6,8 @@ build_refined_set(
     snakemake.input.anomalies,
     snakemake.input.candidates,
     snakemake.wildcards.method,
-    snakemake.params.beta,
     snakemake.params.top_k,
     snakemake.output.refined,
     snakemake.output.sheet,
+    normal_set=snakemake.params.normal_set,
 )
