@@ -238,3 +238,21 @@ def test_summary_reports_best_epoch_beside_the_final_epoch(tmp_path):
     assert row["mean"] == pytest.approx(62.5) and row.best_epoch_test_selected_mean == pytest.approx(72.5)
     _, plain = _aggregate(tmp_path, with_best=False)
     assert list(plain.columns) == ["model", "method", "mean", "std", "seeds"]
+
+
+def test_evaluate_reports_the_test_selected_best_epoch_beside_the_final_one(tmp_path):
+    manifest = data.build_manifest({**DIGITS, "classes": ["0", "1", "2"]}, seed=0)
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    eval_cfg = {"seeds": [0, 1], "image_size": 8, "width": 4, "full_epochs": 3,
+                "train": {"epochs": 3, "batch_size": 64, "lr": 0.05, "flip": False, "cutmix_alpha": 0}}
+    runs = {}
+    for best in (False, True):
+        out = tmp_path / f"best{best}.parquet"
+        stages.evaluate(None, tmp_path / "manifest.parquet", DIGITS, "convnet",
+                        {**eval_cfg, "report_best_epoch": best, "best_epoch_every": 2}, None, out)
+        runs[best] = pd.read_parquet(out)
+    assert "best_epoch_test_accuracy" not in runs[False].columns  # option off: the table as before
+    assert runs[True].drop(columns=["best_epoch_test_accuracy", "best_epoch"]).equals(runs[False])  # same training
+    # measured at epochs 2 and 3 (the last); the best is never below the final accuracy
+    assert runs[True].best_epoch.isin([2, 3]).all()
+    assert (runs[True].best_epoch_test_accuracy >= runs[True].test_accuracy).all()
