@@ -53,15 +53,15 @@ def calibrated_betas(validation_scores: pd.DataFrame, mode: str, quantile: float
     return {y: float(np.quantile(by_class.get_group(y).to_numpy(np.float64), quantile)) for y in labels}
 
 
-def anomaly_betas(beta: float, mode: str, quantile: float | None, labels, validation_scores_path=None) -> dict[int, float]:
+def anomaly_betas(beta: float, mode: str, quantile: float | None, labels, validation_scores: pd.DataFrame | None = None,
+                  where: str = "validation scores") -> dict[int, float]:
     """{label: beta} the anomaly rule applies: the fixed `beta` for every class in `fixed` mode,
-    else calibrated on the validation scores (which must then be given)."""
+    else calibrated on the detector's validation scores (which must then be given)."""
     if mode == "fixed":
         return {int(y): float(beta) for y in labels}
-    if validation_scores_path is None:
+    if validation_scores is None:
         raise ValueError(f"refinement.beta_mode {mode!r} needs the detector's validation scores")
-    scores = pd.read_parquet(validation_scores_path)
-    return calibrated_betas(scores, mode, quantile, labels, str(validation_scores_path))
+    return calibrated_betas(validation_scores, mode, quantile, labels, where)
 
 
 def score_validation(manifest_path, source_cfg: dict, image_size: int, detector_path, out_path) -> None:

@@ -318,14 +318,15 @@ def detect_anomalies(scores_path, detector_test_scores_path, beta: float, class_
     from .report import FixedBetaComparison, anomaly_markdown
 
     scores, test_scores = pd.read_parquet(scores_path), pd.read_parquet(detector_test_scores_path)
-    betas = anomaly_betas(beta, beta_mode, beta_quantile, range(len(class_names)), validation_scores_path)
+    validation = pd.read_parquet(validation_scores_path) if validation_scores_path else None
+    betas = anomaly_betas(beta, beta_mode, beta_quantile, range(len(class_names)), validation, str(validation_scores_path))
     frame = flag_anomalies(scores, betas)
     # the same rule applied to real held-out images: what beta means for this detector (reported only)
     real = flag_anomalies(test_scores, betas)
     fixed = None
     if beta_mode != "fixed":
         fixed = FixedBetaComparison(beta, beta_mode, beta_quantile, flag_anomalies(scores, beta), flag_anomalies(test_scores, beta),
-                                    len(pd.read_parquet(validation_scores_path)))
+                                    len(validation))
     io.write_parquet(frame, out_parquet)
     io.write_text(anomaly_markdown(frame, real, beta, class_names, Path(out_report).parent, fixed=fixed), out_report)
     log.info("anomalies: %d of %d flagged (beta mode %s, betas %s)", int(frame.defective.sum()), len(frame), beta_mode,
