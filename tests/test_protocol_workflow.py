@@ -1,7 +1,10 @@
 """The protocol options through Snakemake on the tiny config: a validation split, a per-class
 calibrated beta and the sequential normal set, up to the refined set; assertions on the artifacts.
 (The best-epoch column is checked on `stages.evaluate` directly in test_protocol.py: an evaluation
-job would add a job to this run's critical path.)"""
+job would add a job to this run's critical path.)
+
+The run takes 11 jobs (230 s on the shared 2-core machine at load 7-8): it is marked `long`
+(`pytest -m long`) so the default suite stays within its time budget; the dry-run check is not."""
 
 import json
 
@@ -37,6 +40,7 @@ def calibrated_run(tmp_path_factory):
     return workdir / "results" / "tiny"
 
 
+@pytest.mark.long
 def test_validation_split_is_held_out_of_training(calibrated_run):
     manifest = pd.read_parquet(calibrated_run / "data" / "manifest.parquet")
     val, train = manifest[manifest.split == "val"], manifest[manifest.split == "train"]
@@ -50,6 +54,7 @@ def test_validation_split_is_held_out_of_training(calibrated_run):
     assert scores.image_id.tolist() == val.image_id.tolist()
 
 
+@pytest.mark.long
 def test_anomalies_use_the_calibrated_per_class_beta(calibrated_run):
     scores = pd.read_parquet(calibrated_run / "classifiers" / "detector" / "validation_scores.parquet")
     anomalies = pd.read_parquet(calibrated_run / "ipc2" / "anomalies.parquet")
@@ -64,6 +69,7 @@ def test_anomalies_use_the_calibrated_per_class_beta(calibrated_run):
     assert f"on {len(scores)} real validation images" in report
 
 
+@pytest.mark.long
 def test_refinement_accepts_candidates_above_the_calibrated_beta(calibrated_run):
     anomalies = pd.read_parquet(calibrated_run / "ipc2" / "anomalies.parquet")
     refined = pd.read_parquet(calibrated_run / "ipc2" / "sets" / "conf_sim.parquet")
