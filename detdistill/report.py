@@ -17,6 +17,13 @@ def markdown_cell(text) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """A pipe table of `rows` (one dict per row, its keys the header) by pandas' `to_markdown`.
+    Cells are taken as written: numbers are not parsed out of text (a class named "007" stays so),
+    so text cells must already be `markdown_cell`-escaped."""
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
 def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class_names: list[str], report_dir: Path) -> str:
     """`frame`: flagged synthetic images; `real`: the same rule applied to real held-out images."""
     flagged = frame[frame.defective].sort_values(["label", "prototype_id"])
@@ -46,25 +53,39 @@ def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class
         "",
         "## Per class",
         "",
-        "| class | images | flagged | label_mismatch | low_confidence |",
-        "|---|---|---|---|---|",
+        markdown_table(
+            [
+                {
+                    "class": class_names[label],
+                    "images": len(group),
+                    "flagged": int(group.defective.sum()),
+                    "label_mismatch": int((group.reason == "label_mismatch").sum()),
+                    "low_confidence": int((group.reason == "low_confidence").sum()),
+                }
+                for label, group in frame.groupby("label", sort=True)
+            ]
+        ),
+        "",
+        "## Flagged images",
+        "",
     ]
-    for label, group in frame.groupby("label", sort=True):
-        lines.append(
-            f"| {class_names[label]} | {len(group)} | {int(group.defective.sum())} | "
-            f"{int((group.reason == 'label_mismatch').sum())} | {int((group.reason == 'low_confidence').sum())} |"
-        )
-    lines += ["", "## Flagged images", ""]
     if flagged.empty:
         lines.append("None.")
     else:
-        lines += ["| image | target | predicted | target softmax | reason |", "|---|---|---|---|---|"]
-        for row in flagged.itertuples(index=False):
-            rel = os.path.relpath(row.image_path, report_dir)
-            lines.append(
-                f"| ![{row.image_id}]({rel}) `{row.image_id}` | {class_names[row.label]} | "
-                f"{class_names[row.predicted]} | {row.p_target:.3f} | {row.reason} |"
+        lines.append(
+            markdown_table(
+                [
+                    {
+                        "image": f"![{row.image_id}]({os.path.relpath(row.image_path, report_dir)}) `{row.image_id}`",
+                        "target": class_names[row.label],
+                        "predicted": class_names[row.predicted],
+                        "target softmax": f"{row.p_target:.3f}",
+                        "reason": row.reason,
+                    }
+                    for row in flagged.itertuples(index=False)
+                ]
             )
+        )
     return "\n".join(lines) + "\n"
 
 
