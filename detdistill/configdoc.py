@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
-DEF_PREFIX = "#/$defs/"
+from .schema import DEF_PREFIX, SCHEMA
+
 ROOT = "Top level"
 
 

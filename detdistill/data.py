@@ -73,6 +73,10 @@ def load_digits_images(indices, image_size: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- image folders
+# Listed with os.scandir, not torchvision's find_classes / make_dataset: the listing also runs
+# while Snakemake builds the DAG (inspect_source), where importing torchvision (and torch) cost
+# 27-34 s against 3 s for this module on a loaded 2-core machine; make_dataset also recurses into
+# sub-folders (files there would enter the manifest) and reports no skipped non-image entries.
 def _class_dirs(split_dir: Path, class_folders: list[str] | None) -> list[str]:
     if not split_dir.is_dir():
         raise DataError(

@@ -18,6 +18,13 @@ def markdown_cell(text) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """A pipe table of `rows` (one dict per row, its keys the header) by pandas' `to_markdown`.
+    Cells are taken as written: numbers are not parsed out of text (a class named "007" stays so),
+    so text cells must already be `markdown_cell`-escaped."""
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
 @dataclass(frozen=True)
 class FixedBetaComparison:
     """A calibrated run's anomaly report also shows what the paper's fixed beta would have flagged."""
@@ -49,10 +56,14 @@ def _comparison_lines(frame: pd.DataFrame, real: pd.DataFrame, fixed: FixedBetaC
             "trained on). The paper's fixed beta is shown beside it; refinement uses the calibrated one."
         ),
         "",
-        "| rule | beta | synthetic images flagged | real held-out (test) images flagged |",
-        "|---|---|---|---|",
-        f"| fixed (paper) | {fixed.beta} | {_share(fixed.synthetic)} | {_share(fixed.real)} |",
-        f"| calibrated, {fixed.mode} q = {fixed.quantile} (used) | {_beta_text(frame)} | {_share(frame)} | {_share(real)} |",
+        markdown_table(
+            [
+                {"rule": "fixed (paper)", "beta": str(fixed.beta), "synthetic images flagged": _share(fixed.synthetic),
+                 "real held-out (test) images flagged": _share(fixed.real)},
+                {"rule": f"calibrated, {fixed.mode} q = {fixed.quantile} (used)", "beta": _beta_text(frame),
+                 "synthetic images flagged": _share(frame), "real held-out (test) images flagged": _share(real)},
+            ]
+        ),
         "",
     ]
 
@@ -95,26 +106,40 @@ def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class
     lines += [
         "## Per class",
         "",
-        "| class | images | flagged | label_mismatch | low_confidence |" + (" beta |" if per_class_beta else ""),
-        "|---|---|---|---|---|" + ("---|" if per_class_beta else ""),
+        markdown_table(
+            [
+                {
+                    "class": class_names[label],
+                    "images": len(group),
+                    "flagged": int(group.defective.sum()),
+                    "label_mismatch": int((group.reason == "label_mismatch").sum()),
+                    "low_confidence": int((group.reason == "low_confidence").sum()),
+                    **({"beta": f"{group.beta.iloc[0]:.3f}"} if per_class_beta else {}),
+                }
+                for label, group in frame.groupby("label", sort=True)
+            ]
+        ),
+        "",
+        "## Flagged images",
+        "",
     ]
-    for label, group in frame.groupby("label", sort=True):
-        lines.append(
-            f"| {class_names[label]} | {len(group)} | {int(group.defective.sum())} | "
-            f"{int((group.reason == 'label_mismatch').sum())} | {int((group.reason == 'low_confidence').sum())} |"
-            + (f" {group.beta.iloc[0]:.3f} |" if per_class_beta else "")
-        )
-    lines += ["", "## Flagged images", ""]
     if flagged.empty:
         lines.append("None.")
     else:
-        lines += ["| image | target | predicted | target softmax | reason |", "|---|---|---|---|---|"]
-        for row in flagged.itertuples(index=False):
-            rel = os.path.relpath(row.image_path, report_dir)
-            lines.append(
-                f"| ![{row.image_id}]({rel}) `{row.image_id}` | {class_names[row.label]} | "
-                f"{class_names[row.predicted]} | {row.p_target:.3f} | {row.reason} |"
+        lines.append(
+            markdown_table(
+                [
+                    {
+                        "image": f"![{row.image_id}]({os.path.relpath(row.image_path, report_dir)}) `{row.image_id}`",
+                        "target": class_names[row.label],
+                        "predicted": class_names[row.predicted],
+                        "target softmax": f"{row.p_target:.3f}",
+                        "reason": row.reason,
+                    }
+                    for row in flagged.itertuples(index=False)
+                ]
             )
+        )
     return "\n".join(lines) + "\n"
 
 

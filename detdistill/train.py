@@ -5,16 +5,16 @@ data resident on the device, augmentation batched there, several seeds of a mode
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from detdistill import schema
 from detdistill.io import save_safetensors
 from detdistill.models import build_model
 
@@ -23,24 +23,32 @@ SCHEDULES = ("multistep", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+#: config/schema.yaml's defaults of `$defs/train`, the one place they are written
+_DEFAULTS = schema.defaults("train")
+
+
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"  # "sgd" | "adam" | "adamw"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "multistep"  # x0.2 at 2/3 and 5/6 of epochs (Minimax/IDC) | "cosine" | "constant"
-    cutmix_alpha: float = 1.0  # 0 disables; lambda ~ Beta(alpha, alpha)
-    cutmix_prob: float = 1.0  # probability that a batch gets CutMix
-    crop_scale: tuple[float, float] | None = (0.5, 1.0)  # RandomResizedCrop scale; None/False/[] disables
-    crop_size: int | None = None  # RandomResizedCrop output size (Minimax: 224 from 256); None keeps the input size
-    color_jitter: float = 0.0  # ColorJitter brightness/contrast/saturation (Minimax: 0.4); 0 disables
-    flip: bool = True  # horizontal flip (False for digits)
-    seed: int = 0
-    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on the CPU | "fp32" | "bf16" everywhere
-    compile: bool = False  # torch.compile the forward (pays off on long GPU trainings)
+    """Classifier training settings; config/schema.yaml (`$defs/train`) describes each and holds
+    its default (tests/test_engine.py checks the fields are the schema's keys)."""
+
+    epochs: int = _DEFAULTS["epochs"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    optimizer: str = _DEFAULTS["optimizer"]  # one of OPTIMIZERS
+    lr: float = _DEFAULTS["lr"]
+    momentum: float = _DEFAULTS["momentum"]
+    weight_decay: float = _DEFAULTS["weight_decay"]
+    schedule: str = _DEFAULTS["schedule"]  # multistep: x0.2 at 2/3 and 5/6 of the epochs (Minimax/IDC)
+    cutmix_alpha: float = _DEFAULTS["cutmix_alpha"]  # 0 disables; lambda ~ Beta(alpha, alpha)
+    cutmix_prob: float = _DEFAULTS["cutmix_prob"]
+    # RandomResizedCrop scale; None/False/[] disables (a factory: the schema's default is a list)
+    crop_scale: tuple[float, float] | None = field(default_factory=lambda: _DEFAULTS["crop_scale"])
+    crop_size: int | None = _DEFAULTS["crop_size"]  # None keeps the input size
+    color_jitter: float = _DEFAULTS["color_jitter"]  # 0 disables
+    flip: bool = _DEFAULTS["flip"]
+    seed: int = _DEFAULTS["seed"]
+    precision: str = _DEFAULTS["precision"]  # auto: bf16 autocast on CUDA, fp32 on the CPU
+    compile: bool = _DEFAULTS["compile"]
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -58,11 +66,7 @@ class TrainConfig:
     def from_dict(cls, d: dict | None) -> TrainConfig:
         """Build from a config mapping; None values keep the default, unknown keys raise."""
         d = {k: v for k, v in (d or {}).items() if v is not None}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown train config key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+        return cls(**schema.with_defaults("train", d, "train"))
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

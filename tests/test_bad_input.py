@@ -4,6 +4,7 @@ DAG is built (tested with -n); the others inside the job (prepare_data here, on 
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -295,19 +296,24 @@ def test_bad_input_leaves_computed_artifacts_untouched(workdir):
 def test_class_names_are_escaped_in_the_anomaly_report(tmp_path):
     from detdistill.report import anomaly_markdown
 
-    names = ["a|b", "x*y_z", "café [1]"]
+    names = ["a|b", "x*y_z", "café [1]", "007"]
     frame = pd.DataFrame({
-        "image_id": ["c0-p000", "c1-p000", "c2-p000"], "label": [0, 1, 2], "prototype_id": [0, 0, 0],
-        "predicted": [1, 1, 2], "p_target": [0.1, 0.99, 0.5], "reason": ["label_mismatch", "normal", "low_confidence"],
-        "defective": [True, False, True], "image_path": [str(tmp_path / f"c{i}-p000.png") for i in range(3)],
+        "image_id": [f"c{i}-p000" for i in range(4)], "label": [0, 1, 2, 3], "prototype_id": [0, 0, 0, 0],
+        "predicted": [1, 1, 2, 3], "p_target": [0.1, 0.99, 0.5, 0.98],
+        "reason": ["label_mismatch", "normal", "low_confidence", "normal"],
+        "defective": [True, False, True, False], "image_path": [str(tmp_path / f"c{i}-p000.png") for i in range(4)],
     })
     real = frame.assign(defective=False, reason="normal")
     report = anomaly_markdown(frame, real, 0.9, names, tmp_path)
-    assert "| a\\|b | 1 | 1 | 1 | 0 |" in report  # the per-class row keeps its five cells
-    assert "| x\\*y\\_z | 1 | 0 | 0 | 0 |" in report and "| café \\[1\\] | 1 | 1 | 0 | 1 |" in report
-    flagged = next(line for line in report.splitlines() if "`c0-p000`" in line)
-    assert "| a\\|b | x\\*y\\_z | 0.100 | label_mismatch |" in flagged
-    rows = [line for line in report.splitlines() if line.startswith("| ")]
-    assert len(rows) == 2 + 3 + 2  # two headers, three classes, two flagged images
-    for line in rows:  # the unescaped pipes delimit both tables' five cells, whatever the names
-        assert len(line.replace("\\|", "").split("|")) == 5 + 2
+
+    def cells(line: str) -> list[str]:  # a pipe-table row split at its unescaped pipes
+        return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+    rows = [cells(line) for line in report.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 + 4 + 2  # two headers, four classes, two flagged images
+    assert all(len(row) == 5 for row in rows)  # escaped pipes in names do not add cells
+    assert ["a\\|b", "1", "1", "1", "0"] in rows and ["x\\*y\\_z", "1", "0", "0", "0"] in rows
+    assert ["café \\[1\\]", "1", "1", "0", "1"] in rows
+    assert ["007", "1", "0", "0", "0"] in rows  # text stays text: not parsed into the number 7
+    flagged = next(row for row in rows if "`c0-p000`" in row[0])
+    assert flagged[1:] == ["a\\|b", "x\\*y\\_z", "0.100", "label_mismatch"]

@@ -32,11 +32,12 @@ def test_every_key_of_the_shipped_configs_has_a_row(schema):
     for section in ["source", "generator", "prototypes", "synthesis", "refinement", "evaluation"]:
         for key in digits[section]:
             assert f"| `{section}.{key}` |" in document
-    # detector and judge share the `classifier` definition, and evaluation the `train` one: one
-    # section each, after the dataset's
+    # the generator's training settings, detector and judge (sharing `classifier`) and evaluation
+    # (`train`) are one section each, after the dataset's
     sections = dict(part.split("\n", 1) for part in document.split("\n## ")[1:])
-    assert list(sections) == ["Top level", "dataset", "classifier", "train"]
-    for section, keys in [("classifier", digits["detector"]), ("train", digits["detector"]["train"])]:
+    assert list(sections) == ["Top level", "dataset", "embedded_train", "classifier", "train"]
+    for section, keys in [("embedded_train", digits["generator"]["train"]), ("classifier", digits["detector"]),
+                          ("train", digits["detector"]["train"])]:
         for key in keys:
             assert f"| `{key}` |" in sections[section], (section, key)
 

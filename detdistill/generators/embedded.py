@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import schema
 from ..device import seed_everything
 from ..io import atomic_dir, save_safetensors, write_json
 from .base import LATENT_CHANNELS, Generator
@@ -36,22 +37,10 @@ from .base import LATENT_CHANNELS, Generator
 BACKEND = "embedded"
 IMAGE_SIZE = 32
 
-#: Every training setting, with the defaults used when a key is missing from `cfg`.
-DEFAULT_CONFIG: dict = {
-    "vae_steps": 300,  # AutoencoderKL optimisation steps
-    "unet_steps": 1500,  # UNet (+ label embedding) optimisation steps
-    "batch_size": 64,
-    "vae_lr": 1.0e-3,  # AdamW peak learning rate, cosine decay to 10 %
-    "unet_lr": 1.0e-3,
-    "vae_channels": [32, 64, 64],  # block_out_channels; len 3 -> 32 px images give 8x8 latents
-    "unet_channels": [32, 64],
-    "cross_attention_dim": 32,  # size of the label embedding
-    "vae_kl_weight": 1.0e-4,  # weight of the per-element KL term against per-pixel MSE
-    "label_dropout": 0.1,  # probability of training on the null label (classifier-free guidance)
-    "ema_decay": 0.999,  # EMA of UNet + label embedding weights (the EMA weights are saved)
-    "train_timesteps": 1000,  # DDPM/DDIM num_train_timesteps (SD "scaled_linear" betas)
-    "seed": 0,
-}
+#: The `$defs` entry of config/schema.yaml holding every training setting and its default.
+TRAIN_SCHEMA = "embedded_train"
+#: Every training setting's default, as config/schema.yaml writes it (read from there, not repeated)
+DEFAULT_CONFIG: dict = schema.defaults(TRAIN_SCHEMA)
 
 _BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 
@@ -110,14 +99,27 @@ def _ddim(cfg: dict):
     )
 
 
-def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+def _warmup_cosine(opt: torch.optim.Optimizer, steps: int):
+    """Linear warm-up over the first 5 % of the steps, then cosine decay to 10 % of the peak."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    return f
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        opt, num_warmup_steps=max(1, steps // 20), num_training_steps=steps, min_lr_rate=0.1
+    )
+
+
+def _ema(params: list[torch.nn.Parameter], decay: float):
+    """diffusers' EMAModel over `params`, without use_ema_warmup: the decay at update k (from 0) is
+    (1 + k) / (10 + k) capped at `decay` (0 at the first update, which copies the weights)."""
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(params, decay=decay, min_decay=0.0, update_after_step=0, use_ema_warmup=False, foreach=True)
+
+
+def _kl_per_element(dist) -> torch.Tensor:
+    """KL(posterior || N(0, I)) averaged over the latent elements: `kl()` sums over each image's
+    elements; per element, as the MSE is per pixel, the KL weight keeps its meaning at any latent size."""
+    return dist.kl().mean() / dist.mean[0].numel()
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -152,7 +154,7 @@ def _train_vae(images: torch.Tensor, cfg: dict, device, log):
     vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=float(cfg["vae_lr"]), weight_decay=0.0)
     steps = int(cfg["vae_steps"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, max(1, steps // 20)))
+    sched = _warmup_cosine(opt, steps)
     kl_w = float(cfg["vae_kl_weight"])
     recent: list[float] = []
     vae_loss = float("nan")
@@ -160,10 +162,9 @@ def _train_vae(images: torch.Tensor, cfg: dict, device, log):
         idx = torch.randint(0, n, (bs,), generator=gen)
         x = (_to_unit(images[idx]) * 2 - 1).to(device)  # the VAE works in [-1, 1]
         dist = vae.encode(x).latent_dist
-        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(device)
-        rec = vae.decode(z).sample
+        rec = vae.decode(dist.sample(generator=gen)).sample
         mse = F.mse_loss(rec, x)
-        kl = 0.5 * (dist.mean.pow(2) + dist.var - 1.0 - dist.logvar).mean()
+        kl = _kl_per_element(dist)
         loss = mse + kl_w * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -198,14 +199,13 @@ def _train_unet(latents: torch.Tensor, latent_std: torch.Tensor, labels: torch.T
     embed = nn.Embedding(num_classes + 1, int(cfg["cross_attention_dim"])).to(device)
     nn.init.normal_(embed.weight, std=1.0)
     params = list(unet.parameters()) + list(embed.parameters())
-    ema = [p.detach().clone() for p in params]
+    ema = _ema(params, float(cfg["ema_decay"]))
     opt = torch.optim.AdamW(params, lr=float(cfg["unet_lr"]), weight_decay=0.0)
     steps = int(cfg["unet_steps"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, max(1, steps // 20)))
+    sched = _warmup_cosine(opt, steps)
     T = int(cfg["train_timesteps"])
-    alphas = DDPMScheduler(num_train_timesteps=T, **_BETAS, clip_sample=False).alphas_cumprod.to(device)
+    noise_scheduler = DDPMScheduler(num_train_timesteps=T, **_BETAS, clip_sample=False)
     p_drop = float(cfg["label_dropout"])
-    decay_max = float(cfg["ema_decay"])
     unet.train()
     unet_loss = float("nan")
     recent: list[float] = []
@@ -217,8 +217,7 @@ def _train_unet(latents: torch.Tensor, latent_std: torch.Tensor, labels: torch.T
         y = labels[idx].clone()
         y[torch.rand(bs, generator=gen) < p_drop] = num_classes
         z0, noise, t, y = z0.to(device), noise.to(device), t.to(device), y.to(device)
-        a = alphas[t].view(-1, 1, 1, 1)
-        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        zt = noise_scheduler.add_noise(z0, noise, t)
         pred = unet(zt, t, encoder_hidden_states=embed(y).unsqueeze(1)).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
@@ -226,18 +225,13 @@ def _train_unet(latents: torch.Tensor, latent_std: torch.Tensor, labels: torch.T
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        decay = min(decay_max, (1.0 + step) / (10.0 + step))
-        with torch.no_grad():
-            for e, p in zip(ema, params):
-                e.lerp_(p.detach(), 1.0 - decay)
+        ema.step(params)
         recent.append(loss.item())
         if (step + 1) % 50 == 0 or step + 1 == steps:
             unet_loss = sum(recent) / len(recent)
             log(f"unet step {step + 1}/{steps} loss {unet_loss:.4f} lr {sched.get_last_lr()[0]:.2e}")
             recent = []
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            p.copy_(e)
+    ema.copy_to(params)
     return unet.eval(), embed.weight.detach(), unet_loss
 
 
@@ -254,22 +248,25 @@ def train_embedded_generator(
     """Train the embedded latent diffusion generator and save it to `out_dir` (atomically).
 
     images: uint8 (N, 3, 32, 32), the train split only; labels: int (N,) in [0, len(class_names)).
-    cfg keys (missing ones take `DEFAULT_CONFIG`):
+    cfg keys (missing ones take their default from config/schema.yaml, `$defs/embedded_train`;
+    unknown ones raise `detdistill.schema.UnknownKeys`):
       vae_steps, unet_steps      optimisation steps of the autoencoder, then of the UNet
       batch_size                 images per step for both stages
-      vae_lr, unet_lr            AdamW peak learning rates (warm-up, cosine decay to 10 %)
+      vae_lr, unet_lr            AdamW peak learning rates (warm-up over 5 % of the steps, cosine
+                                 decay to 10 %: transformers' get_cosine_with_min_lr_schedule_with_warmup)
       vae_channels               AutoencoderKL block_out_channels; 3 entries -> 8x8 latents at 32 px
       unet_channels              UNet2DConditionModel block_out_channels (layers_per_block=1)
       cross_attention_dim        label-embedding size (the UNet's encoder_hidden_states width)
       vae_kl_weight              KL weight against the per-pixel MSE of the autoencoder
       label_dropout              probability of the null label in UNet training (for CFG)
-      ema_decay                  EMA decay of UNet + label-embedding weights; EMA weights are saved
+      ema_decay                  largest EMA decay of UNet + label-embedding weights (EMAModel,
+                                 warm-up (1 + k) / (10 + k)); the EMA weights are saved
       train_timesteps            diffusion timesteps of the DDPM/DDIM schedules
       seed                       seeds initialisation, batches, noise and dropout
     Same cfg and data on the CPU give the same weights.
     """
     log = log or (lambda msg: None)
-    cfg = {**DEFAULT_CONFIG, **(cfg or {})}
+    cfg = schema.with_defaults(TRAIN_SCHEMA, cfg, "generator.train")
     device = torch.device(device)
     out_dir = Path(out_dir)
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != IMAGE_SIZE or images.shape[-2] != IMAGE_SIZE:

@@ -13,17 +13,19 @@ import importlib.util
 import json
 import logging
 import os
-import re
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .. import schema
 from ..io import write_json
 from .base import LATENT_CHANNELS, Generator
 
 BACKEND = "sd15"
-DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+#: the dataset's `generator` settings in config/schema.yaml: model, prompt and scheduler defaults
+_SPEC_DEFAULTS = schema.defaults("dataset.generator")
+DEFAULT_MODEL = _SPEC_DEFAULTS["model"]
 
 #: The diffusers-format files the pipeline loads (about 5 GB): the repository also holds
 #: full-checkpoint, fp16, non-EMA, Flax and .bin copies (tens of GB) that are not needed.
@@ -62,16 +64,15 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 log = logging.getLogger("detdistill")
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
-
-
 class MissingWeightsError(FileNotFoundError):
     """The Stable Diffusion weights are neither in the named folder nor in the Hugging Face cache."""
 
 
 def hf_hub_cache(cache_dir: str | os.PathLike | None = None) -> Path:
     """The Hugging Face hub cache folder, read from the environment now rather than at import of
-    `huggingface_hub` (whose constants freeze HF_HOME / HF_HUB_CACHE when first imported)."""
+    `huggingface_hub` (whose constants freeze HF_HOME / HF_HUB_CACHE when first imported: a process
+    that set them later, a notebook or a test, would look in the old cache); the same variables and
+    precedence as `huggingface_hub.constants`."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
     env = os.environ
@@ -80,6 +81,18 @@ def hf_hub_cache(cache_dir: str | os.PathLike | None = None) -> Path:
             return Path(os.path.expandvars(env[var])).expanduser()
     home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
     return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+def _is_repo_id(model: str) -> bool:
+    """A well-formed Hugging Face repo id (huggingface_hub's own check)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _missing_parts(folder: Path) -> list[str]:
@@ -115,7 +128,7 @@ def resolve_weights(model: str, cache_dir: str | os.PathLike | None = None) -> P
     # "resources/sd15" is both a valid hub id and a relative path: an existing parent folder
     # says it is meant as a path
     is_repo_id = (
-        bool(_REPO_ID.match(model))
+        _is_repo_id(model)
         and not model.startswith((".", "~"))
         and not ("/" in model and folder.parent.is_dir())
     )
@@ -157,12 +170,13 @@ def write_generator_spec(
     *,
     model: str,
     class_names: list[str],
-    prompt_template: str = "a photo of a {name}",
-    negative_prompt: str | None = "cartoon, anime, painting",
+    prompt_template: str = _SPEC_DEFAULTS["prompt_template"],
+    negative_prompt: str | None = _SPEC_DEFAULTS["negative_prompt"],
     image_size: int,
-    scheduler: str | None = None,
+    scheduler: str | None = _SPEC_DEFAULTS["scheduler"],
 ) -> None:
-    """Write `out_dir/generator.json` for the sd15 backend; fails here if the weights are missing."""
+    """Write `out_dir/generator.json` for the sd15 backend; fails here if the weights are missing.
+    Left-out settings take config/schema.yaml's defaults."""
     if scheduler is not None and scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}: expected one of {sorted(SCHEDULERS)} or None")
     if "{name}" not in prompt_template:
@@ -295,7 +309,7 @@ class StableDiffusionGenerator(Generator):
             pipe,
             class_names=meta["class_names"],
             image_size=meta["image_size"],
-            prompt_template=meta.get("prompt_template", "a photo of a {name}"),
+            prompt_template=meta.get("prompt_template", _SPEC_DEFAULTS["prompt_template"]),
             negative_prompt=meta.get("negative_prompt"),
             device=device,
         )
