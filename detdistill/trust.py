@@ -43,17 +43,22 @@ log = logging.getLogger("detdistill")
 
 @dataclass(frozen=True)
 class TrustConfig:
-    rounds: int = 3
-    warmup_epochs: int = 2
-    epochs_per_round: int = 2
-    trust_threshold: float = 0.5
-    recalibration_confidence: float = 0.9
-    min_class_samples: int = 4  # below this a class's mixture is not fitted: all its samples trusted
+    """`trust` settings; config/schema.yaml (`dataset.trust`) holds their defaults and meaning."""
+
+    rounds: int
+    warmup_epochs: int
+    epochs_per_round: int
+    trust_threshold: float
+    recalibration_confidence: float
+    min_class_samples: int  # below this a class's mixture is not fitted: all its samples trusted
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrustConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+    def from_dict(cls, d: dict | None) -> TrustConfig:
+        from .schema import with_defaults
+
+        values = with_defaults("dataset.trust", d, "trust")
+        values.pop("enabled")  # whether the rule runs, not how
+        return cls(**values)
 
 
 def per_sample_loss(model, images: torch.Tensor, labels: torch.Tensor, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
