@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -391,6 +392,53 @@ def load_images(manifest: pd.DataFrame, source_cfg: dict, image_size: int) -> to
 def class_names(manifest: pd.DataFrame) -> list[str]:
     pairs = manifest[["label", "class_name"]].drop_duplicates().sort_values("label")
     return pairs.class_name.tolist()
+
+
+# --------------------------------------------------------------------------- tables and images of the stages
+def train_split(manifest: pd.DataFrame) -> pd.DataFrame:
+    return manifest[manifest.split == "train"].reset_index(drop=True)
+
+
+def row_chunks(frame: pd.DataFrame, size: int):
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start : start + size]
+
+
+def label_tensor(frame: pd.DataFrame) -> torch.Tensor:
+    """The `label` column as an int64 tensor (a copy: parquet-backed arrays are read-only)."""
+    import torch
+
+    return torch.tensor(frame.label.to_numpy(), dtype=torch.long)
+
+
+def _natural_key(path: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def read_image_dirs(dirs) -> pd.DataFrame:
+    """Concatenate the manifests of image folders (one per class group), in numeric folder order
+    (part2 before part10), so rows come in label order however the classes were grouped."""
+    frames = [pd.read_parquet(Path(d) / "manifest.parquet") for d in sorted(map(str, dirs), key=_natural_key)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_png_images(paths, image_size: int | None = None) -> torch.Tensor:
+    """uint8 (N,3,H,W) from PNG files, optionally resized (antialiased) to `image_size`."""
+    import torch
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    images = torch.stack([TF.pil_to_tensor(Image.open(p).convert("RGB")) for p in paths])
+    if image_size is not None and images.shape[-1] != image_size:
+        images = TF.resize(images, [image_size, image_size], antialias=True)
+    return images
+
+
+def load_set_images(set_frame: pd.DataFrame, source_cfg: dict, image_size: int) -> torch.Tensor:
+    """A set's images: real rows from the dataset, synthetic ones from their PNGs."""
+    if (set_frame.kind == "real").all():
+        return load_images(set_frame, source_cfg, image_size)
+    return load_png_images(set_frame.image_path, image_size)
 
 
 # --------------------------------------------------------------------------- before any job runs

@@ -72,8 +72,8 @@ def contact_sheet(set_frame: pd.DataFrame, out_png, cell: int = 32) -> None:
     """One row per class, the set's images in prototype order: a set to look at in one picture."""
     from torchvision.utils import make_grid
 
+    from .data import load_png_images
     from .io import write_png
-    from .stages import load_png_images
 
     ordered = set_frame.sort_values(["label", "prototype_id"])
     images = load_png_images(ordered.image_path, cell).float().div(255)
