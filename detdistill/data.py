@@ -411,6 +411,11 @@ def label_tensor(frame: pd.DataFrame) -> torch.Tensor:
     return torch.tensor(frame.label.to_numpy(), dtype=torch.long)
 
 
+def latent_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """The `latent` column (flattened latents) as one float32 (N, D) array."""
+    return np.stack([np.asarray(v, dtype=np.float32) for v in frame.latent])
+
+
 def _natural_key(path: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 

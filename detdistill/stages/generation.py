@@ -87,7 +87,7 @@ def compute_prototypes(*, latents_path, ipc: int, seed: int, n_init: int, out_pa
 
 def _prototype_latents(rows: pd.DataFrame) -> torch.Tensor:
     shape = list(rows.latent_shape.iloc[0])
-    return torch.from_numpy(np.stack([np.asarray(v, dtype=np.float32) for v in rows.latent])).reshape(-1, *shape)
+    return torch.from_numpy(data.latent_matrix(rows)).reshape(-1, *shape)
 
 
 def generate_chunks(generator, rows: pd.DataFrame, synthesis_cfg: dict, desc: str = "generate"):
