@@ -66,8 +66,8 @@ def encode_latents(*, manifest_path, source_cfg: dict, image_size: int, generato
     train = data.train_split(pd.read_parquet(manifest_path))
     latents = []
     for chunk in tqdm(list(data.row_chunks(train, batch_size)), desc="encode", mininterval=5):
-        images = data.load_images(chunk, source_cfg, image_size).float().div(255)
-        latents.append(generator.encode(images).float().cpu().numpy())
+        # uint8 in: both backends' encode convert to [0, 1] themselves (a float copy here was a second one)
+        latents.append(generator.encode(data.load_images(chunk, source_cfg, image_size)).float().cpu().numpy())
     stacked = np.concatenate(latents)
     frame = train[["image_id", "label", "class_name"]].copy()
     frame["latent"] = list(stacked.reshape(len(stacked), -1))
