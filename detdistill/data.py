@@ -189,21 +189,27 @@ def check_images_decode(paths, threads: int = 1) -> None:
         raise DataError(f"{len(errors)} of {len(paths)} image files cannot be read: {shown}. Delete or replace them and re-run")
 
 
+def read_rgb(path) -> torch.Tensor:
+    """One image file as uint8 (3,H,W) RGB; DataError naming the file when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2 import functional as TF
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}. Delete or replace the file and re-run") from exc
+    return TF.pil_to_tensor(img)
+
+
 def load_image_files(paths, image_size: int) -> torch.Tensor:
     """Load image files as uint8 (N,3,S,S): resize the short side to S, centre-crop."""
     import torch
-    from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
     out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
     for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}. Delete or replace the file and re-run") from exc
-        tensor = TF.pil_to_tensor(img)
-        tensor = TF.resize(tensor, image_size, antialias=True)
+        tensor = TF.resize(read_rgb(path), image_size, antialias=True)
         out[i] = TF.center_crop(tensor, [image_size, image_size])
     return out
 
@@ -430,10 +436,9 @@ def read_image_dirs(dirs) -> pd.DataFrame:
 def load_png_images(paths, image_size: int | None = None) -> torch.Tensor:
     """uint8 (N,3,H,W) from PNG files, optionally resized (antialiased) to `image_size`."""
     import torch
-    from PIL import Image
     from torchvision.transforms.v2 import functional as TF
 
-    images = torch.stack([TF.pil_to_tensor(Image.open(p).convert("RGB")) for p in paths])
+    images = torch.stack([read_rgb(p) for p in paths])
     if image_size is not None and images.shape[-1] != image_size:
         images = TF.resize(images, [image_size, image_size], antialias=True)
     return images
