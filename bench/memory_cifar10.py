@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-from detdistill.stages import SCORE_CHUNK  # noqa: E402 (after the sys.path lines)
+from detdistill.stages.classifiers import SCORE_CHUNK  # noqa: E402 (after the sys.path lines)
 from detdistill.workflow import PEAK_RSS_PREFIX  # noqa: E402 (after the sys.path lines)
 
 from rehearsal import RULE_ORDER, copy_workflow, machine, run_snakemake, versions  # noqa: E402 (after the sys.path lines)
@@ -76,7 +76,7 @@ ONE_THREAD = ("--set-threads", *(f"{rule}=1" for rule in ("prepare_generator", "
 
 #: ImageNette (fastai imagenette2) at config/imagenette.yaml's sizes, for the projection
 IMAGENETTE = {"train": 9_469, "test": 3_925, "image_size": 256, "eval_load_size": 256}
-#: images the encode stage decodes at a time (detdistill.stages.encode_latents' batch_size)
+#: images the encode stage decodes at a time (detdistill.stages.generation.encode_latents' batch_size)
 ENCODE_CHUNK = 256
 
 

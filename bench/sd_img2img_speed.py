@@ -5,8 +5,8 @@ Two paths over the same random weights (built from the published SD v1.5 archite
 download is needed; speed does not depend on the weights' values):
 
 * ours: the stock `StableDiffusionImg2ImgPipeline` called the way the `generate_candidates` stage
-  calls it: `--prototypes` defective images x `--candidates` rows (`detdistill.stages.candidate_rows`)
-  generated in chunks of `--batch` across prototypes (`detdistill.stages.generate_chunks`, through
+  calls it: `--prototypes` defective images x `--candidates` rows (`detdistill.stages.generation.candidate_rows`)
+  generated in chunks of `--batch` across prototypes (`detdistill.stages.generation.generate_chunks`, through
   `run_img2img`), fp16 (or bf16) on CUDA, one seeded generator per image; optionally channels-last
   and compiled (`detdistill.generators.sd15.speed_up`, as `synthesis.channels_last` / `compile`);
 * reference: the same pipeline in fp32 at batch 1, a Python loop over images, as the D4M code does.
@@ -55,7 +55,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from detdistill.generators.base import run_img2img  # noqa: E402
 from detdistill.generators.sd15 import speed_up  # noqa: E402
-from detdistill.stages import candidate_rows, generate_chunks  # noqa: E402
+from detdistill.stages.generation import candidate_rows, generate_chunks  # noqa: E402
 
 from sd_shapes import TEXT_TOKENS, UNET_SD15, UNET_TINY, VAE_SD15, VAE_TINY, build_sd_pipeline, vae_factor  # noqa: E402
 

@@ -4,8 +4,8 @@ An image is stored as `<folder>/<key[:2]>/<key>.png`, where the key is the SHA-2
 that decides its bytes: the generator's files (weights, configs, `generator.json`; for sd15 also
 the Stable Diffusion files it loads), the prototype latent's bytes, the label, the seed,
 strength, guidance, steps, the batch shape it was computed in (`synthesis.batch_size`: chunks are
-padded to it, see `stages.generate_chunks`), and the runtime (device, CPU instruction set or GPU
-model, precision settings on CUDA, torch and diffusers versions). So the store never returns an
+padded to it, see `stages.generation.generate_chunks`), and the runtime (device, CPU instruction
+set or GPU model, precision settings on CUDA, torch and diffusers versions). So the store never returns an
 image that generating it here would not give byte for byte, and a job reuses what an earlier job
 made: a changed beta or top-k generates only for newly flagged prototypes, and a killed job's
 finished chunks are not made again.

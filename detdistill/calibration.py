@@ -21,7 +21,6 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import io
 from .data import DataError
 
 BETA_MODES = ("fixed", "quantile_global", "quantile_per_class")
@@ -62,18 +61,3 @@ def anomaly_betas(beta: float, mode: str, quantile: float | None, labels, valida
     if validation_scores is None:
         raise ValueError(f"refinement.beta_mode {mode!r} needs the detector's validation scores")
     return calibrated_betas(validation_scores, mode, quantile, labels, where)
-
-
-def score_validation(manifest_path, source_cfg: dict, image_size: int, detector_path, out_path) -> None:
-    """The detector's prediction and target softmax on every validation image (split 'val' of the
-    manifest: never the test split), the data the calibrated beta is read from."""
-    from .data import load_images
-    from .stages import _score
-
-    manifest = pd.read_parquet(manifest_path)
-    validation = manifest[manifest.split == VALIDATION_SPLIT].reset_index(drop=True)
-    if validation.empty:
-        raise DataError(f"{manifest_path} has no validation images: set `source.validation_fraction` above 0")
-    scored = _score(detector_path, validation, lambda rows: load_images(rows, source_cfg, image_size))
-    io.write_parquet(scored[["image_id", "label", "predicted", "p_target"]], out_path)
-    log.info("detector on %d validation images: median target softmax %.3f", len(scored), scored.p_target.median())

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,21 +196,27 @@ def check_images_decode(paths, threads: int = 1) -> None:
         raise DataError(f"{len(errors)} of {len(paths)} image files cannot be read: {shown}. Delete or replace them and re-run")
 
 
+def read_rgb(path) -> torch.Tensor:
+    """One image file as uint8 (3,H,W) RGB; DataError naming the file when it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2 import functional as TF
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}. Delete or replace the file and re-run") from exc
+    return TF.pil_to_tensor(img)
+
+
 def load_image_files(paths, image_size: int) -> torch.Tensor:
     """Load image files as uint8 (N,3,S,S): resize the short side to S, centre-crop."""
     import torch
-    from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as TF
 
     out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
     for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}. Delete or replace the file and re-run") from exc
-        tensor = TF.pil_to_tensor(img)
-        tensor = TF.resize(tensor, image_size, antialias=True)
+        tensor = TF.resize(read_rgb(path), image_size, antialias=True)
         out[i] = TF.center_crop(tensor, [image_size, image_size])
     return out
 
@@ -431,6 +438,57 @@ def load_images(manifest: pd.DataFrame, source_cfg: dict, image_size: int) -> to
 def class_names(manifest: pd.DataFrame) -> list[str]:
     pairs = manifest[["label", "class_name"]].drop_duplicates().sort_values("label")
     return pairs.class_name.tolist()
+
+
+# --------------------------------------------------------------------------- tables and images of the stages
+def train_split(manifest: pd.DataFrame) -> pd.DataFrame:
+    return manifest[manifest.split == "train"].reset_index(drop=True)
+
+
+def row_chunks(frame: pd.DataFrame, size: int):
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start : start + size]
+
+
+def label_tensor(frame: pd.DataFrame) -> torch.Tensor:
+    """The `label` column as an int64 tensor (a copy: parquet-backed arrays are read-only)."""
+    import torch
+
+    return torch.tensor(frame.label.to_numpy(), dtype=torch.long)
+
+
+def latent_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """The `latent` column (flattened latents) as one float32 (N, D) array."""
+    return np.stack([np.asarray(v, dtype=np.float32) for v in frame.latent])
+
+
+def _natural_key(path: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def read_image_dirs(dirs) -> pd.DataFrame:
+    """Concatenate the manifests of image folders (one per class group), in numeric folder order
+    (part2 before part10), so rows come in label order however the classes were grouped."""
+    frames = [pd.read_parquet(Path(d) / "manifest.parquet") for d in sorted(map(str, dirs), key=_natural_key)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_png_images(paths, image_size: int | None = None) -> torch.Tensor:
+    """uint8 (N,3,H,W) from PNG files, optionally resized (antialiased) to `image_size`."""
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    images = torch.stack([read_rgb(p) for p in paths])
+    if image_size is not None and images.shape[-1] != image_size:
+        images = TF.resize(images, [image_size, image_size], antialias=True)
+    return images
+
+
+def load_set_images(set_frame: pd.DataFrame, source_cfg: dict, image_size: int) -> torch.Tensor:
+    """A set's images: real rows from the dataset, synthetic ones from their PNGs."""
+    if (set_frame.kind == "real").all():
+        return load_images(set_frame, source_cfg, image_size)
+    return load_png_images(set_frame.image_path, image_size)
 
 
 # --------------------------------------------------------------------------- before any job runs

@@ -6,11 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 
-from .data import check_ipc
-
-
-def latent_matrix(frame: pd.DataFrame) -> np.ndarray:
-    return np.stack([np.asarray(v, dtype=np.float32) for v in frame.latent])
+from .data import check_ipc, latent_matrix
 
 
 def compute_prototypes(latents: pd.DataFrame, ipc: int, seed: int, n_init: int = 10) -> pd.DataFrame:

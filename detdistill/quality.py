@@ -37,7 +37,6 @@ from torch import nn
 
 from . import data, io
 from .device import pick_device
-from .stages import _chunks, _train_split, load_set_images
 
 log = logging.getLogger("detdistill")
 
@@ -47,7 +46,7 @@ INCEPTION_FEATURES = 2048  # the standard FID layer (pool3); its 2048x2048 eigen
 
 def reference_subsample(manifest: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     """At most `size` train-split rows, drawn uniformly without replacement (seeded), in manifest order."""
-    train = _train_split(manifest)
+    train = data.train_split(manifest)
     if len(train) <= size:
         return train
     keep = np.sort(np.random.default_rng(seed).choice(len(train), size, replace=False))
@@ -153,7 +152,7 @@ def _features(frame: pd.DataFrame, load, judge_features, inception: InceptionFID
     """The judge's features of the frame's images, loaded `BATCH_SIZE` at a time (never all at
     once); Inception's running statistics take the same batches on the way."""
     features = []
-    for chunk in _chunks(frame, BATCH_SIZE):
+    for chunk in data.row_chunks(frame, BATCH_SIZE):
         images = load(chunk)
         features.append(judge_features(images))
         if inception:
@@ -161,7 +160,7 @@ def _features(frame: pd.DataFrame, load, judge_features, inception: InceptionFID
     return np.concatenate(features)
 
 
-def set_quality(judge_path, manifest_path, set_paths, source_cfg: dict, image_size: int, reference_images: int,
+def set_quality(*, judge_path, manifest_path, set_paths, source_cfg: dict, image_size: int, reference_images: int,
                 nearest_k: int, seed: int, inception_weights_path: str | None, out_csv) -> None:
     """One row per set: judge-space FID/precision/recall/density/coverage, and Inception FID
     when its weights are on disk, against a seeded subsample of the real train split."""
@@ -188,7 +187,7 @@ def set_quality(judge_path, manifest_path, set_paths, source_cfg: dict, image_si
     rows = []
     for path in map(str, set_paths):
         set_frame = pd.read_parquet(path)
-        fake_features = _features(set_frame, lambda chunk: load_set_images(chunk, source_cfg, image_size),
+        fake_features = _features(set_frame, lambda chunk: data.load_set_images(chunk, source_cfg, image_size),
                                   judge_features, inception, real=False)
         judge_values = feature_metrics(real_features, fake_features, nearest_k, what=f"set {path}")
         row = {"method": set_frame.method.iloc[0], "images": len(set_frame), "reference_images": len(reference),

@@ -147,10 +147,11 @@ def contact_sheet(set_frame: pd.DataFrame, out_png, cell: int = 32) -> None:
     """One row per class, the set's images in prototype order: a set to look at in one picture."""
     from torchvision.utils import make_grid
 
+    from .data import load_png_images
     from .io import write_png
-    from .stages import load_png_images
+    from .train import to_float
 
     ordered = set_frame.sort_values(["label", "prototype_id"])
-    images = load_png_images(ordered.image_path, cell).float().div(255)
+    images = to_float(load_png_images(ordered.image_path, cell))
     per_row = int(ordered.groupby("label").size().max())
     write_png(make_grid(images, nrow=per_row, padding=2, pad_value=1.0), out_png)

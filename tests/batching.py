@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from detdistill import stages
+from detdistill.data import read_image_dirs
 from detdistill.device import image_seed
+from detdistill.stages import generation
 
 SEED = 0
 N_CANDIDATES = 3
@@ -56,10 +57,10 @@ def per_image_candidates(generator, prototypes: pd.DataFrame, synthesis: dict) -
 def batched_candidates(generator, prototypes: pd.DataFrame, synthesis: dict) -> torch.Tensor:
     """The new code path: every (defective image, candidate) row of the job in chunks of batch_size."""
     anomalies = anomaly_table(prototypes)
-    rows = stages.candidate_rows(anomalies[anomalies.defective], prototypes, N_CANDIDATES, SEED)
+    rows = generation.candidate_rows(anomalies[anomalies.defective], prototypes, N_CANDIDATES, SEED)
     assert list(zip(rows.label, rows.prototype_id)) == [d for d in DEFECTIVE for _ in range(N_CANDIDATES)]
     assert rows.seed.tolist() == [image_seed(SEED, y, p, 1 + c) for y, p in DEFECTIVE for c in range(N_CANDIDATES)]
-    return torch.cat([images for _, images in stages.generate_chunks(generator, rows, synthesis)])
+    return torch.cat([images for _, images in generation.generate_chunks(generator, rows, synthesis)])
 
 
 def read_pngs(folder: Path) -> dict[str, np.ndarray]:
@@ -79,7 +80,7 @@ def stage_outputs_by_grouping(tmp_path: Path, generator_dir, prototypes: pd.Data
     def fake_score(model_path, frame):  # no detector: scoring is not what is compared here
         return frame.assign(predicted=frame.label, p_target=np.float32(1.0), feature=[np.zeros(2, np.float32)] * len(frame))
 
-    monkeypatch.setattr(stages, "_score", fake_score)
+    monkeypatch.setattr(generation, "score_images", fake_score)
     prototypes_path, anomalies_path = tmp_path / "prototypes.parquet", tmp_path / "anomalies.parquet"
     prototypes.to_parquet(prototypes_path)
     anomaly_table(prototypes).to_parquet(anomalies_path)
@@ -93,14 +94,16 @@ def stage_outputs_by_grouping(tmp_path: Path, generator_dir, prototypes: pd.Data
                 folder = tmp_path / grouping / step / f"part{part}"
                 if step == "initial":
                     cfg = synthesis if grouping == "all" else {**synthesis, "batch_size": PROTOTYPES_PER_CLASS}
-                    stages.synthesize_initial(prototypes_path, labels, generator_dir, cfg, SEED, folder)
+                    generation.synthesize_initial(prototypes_path=prototypes_path, labels=labels, generator_dir=generator_dir,
+                                                  synthesis_cfg=cfg, seed=SEED, out_dir=folder)
                 else:
                     cfg = synthesis if grouping == "all" else {**synthesis, "batch_size": N_CANDIDATES}
-                    stages.generate_candidates(anomalies_path, prototypes_path, labels, generator_dir, "no-detector",
-                                               cfg, N_CANDIDATES, SEED, folder)
+                    generation.generate_candidates(anomalies_path=anomalies_path, prototypes_path=prototypes_path, labels=labels,
+                                                   generator_dir=generator_dir, detector_path="no-detector", synthesis_cfg=cfg,
+                                                   n_candidates=N_CANDIDATES, seed=SEED, out_dir=folder)
                 folders.append(folder)
             pngs = {name: px for f in folders for name, px in read_pngs(f).items()}
-            out[step, grouping] = (stages.read_image_dirs(folders), pngs)
+            out[step, grouping] = (read_image_dirs(folders), pngs)
     return out
 
 

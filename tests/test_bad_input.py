@@ -317,3 +317,17 @@ def test_class_names_are_escaped_in_the_anomaly_report(tmp_path):
     assert ["007", "1", "0", "0", "0"] in rows  # text stays text: not parsed into the number 7
     flagged = next(row for row in rows if "`c0-p000`" in row[0])
     assert flagged[1:] == ["a\\|b", "x\\*y\\_z", "0.100", "label_mismatch"]
+
+
+# --------------------------------------------------------------------------- generated images
+def test_unreadable_generated_png_is_named(tmp_path):
+    """A truncated PNG in a synthetic set (a disk filled while it was copied) is named with the fix,
+    the same error as an unreadable dataset image, not PIL's bare exception."""
+    from detdistill.data import DataError, load_png_images
+
+    good, broken = tmp_path / "c0-p000.png", tmp_path / "c0-p001.png"
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(good)
+    broken.write_bytes(good.read_bytes()[:20])
+    assert load_png_images([good], 4).shape == (1, 3, 4, 4)
+    with pytest.raises(DataError, match=r"cannot read image .*c0-p001\.png: .*Delete or replace"):
+        load_png_images([good, broken])

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detdistill import stages
 from detdistill.baselines import herding, k_center_greedy, select
+from detdistill.stages.sets import select_feature_subset
 from detdistill.stats import (
     comparisons,
     paired_differences,
@@ -86,7 +86,7 @@ def _manifest_and_features(tmp_path):
 def test_feature_subset_per_class_train_only_deterministic(tmp_path, method):
     manifest, features = _manifest_and_features(tmp_path)
     out = tmp_path / f"{method}.parquet"
-    stages.select_feature_subset(manifest, features, method, 2, 0, out)
+    select_feature_subset(manifest_path=manifest, features_path=features, method=method, ipc=2, seed=0, out_path=out)
     subset = pd.read_parquet(out)
     assert subset.groupby("label").size().tolist() == [2, 2, 2]
     assert (subset.split == "train").all() and not subset.image_id.str.endswith(("-6", "-7")).any()
@@ -96,14 +96,14 @@ def test_feature_subset_per_class_train_only_deterministic(tmp_path, method):
     if method == "kcenter":  # two centres: the far point is always one of them
         assert subset.groupby("label").image_id.apply(lambda ids: ids.str.endswith("-5").any()).all()
     again = tmp_path / "again.parquet"
-    stages.select_feature_subset(manifest, features, method, 2, 0, again)
+    select_feature_subset(manifest_path=manifest, features_path=features, method=method, ipc=2, seed=0, out_path=again)
     assert out.read_bytes() == again.read_bytes()
 
 
 def test_herding_stage_picks_nearest_the_class_mean_first(tmp_path):
     manifest, features = _manifest_and_features(tmp_path)
     out = tmp_path / "herding.parquet"
-    stages.select_feature_subset(manifest, features, "herding", 1, 0, out)
+    select_feature_subset(manifest_path=manifest, features_path=features, method="herding", ipc=1, seed=0, out_path=out)
     # class mean (8.5, 8.33): nearest of the near-origin points is the one farthest out, i == 4
     assert pd.read_parquet(out).image_id.tolist() == ["c0-4", "c1-4", "c2-4"]
 
@@ -112,7 +112,8 @@ def test_feature_subset_refuses_features_of_another_split(tmp_path):
     manifest, features = _manifest_and_features(tmp_path)
     pd.read_parquet(features).iloc[1:].to_parquet(features)
     with pytest.raises(Exception, match="does not score the train split"):
-        stages.select_feature_subset(manifest, features, "herding", 2, 0, tmp_path / "x.parquet")
+        select_feature_subset(manifest_path=manifest, features_path=features, method="herding", ipc=2, seed=0,
+                              out_path=tmp_path / "x.parquet")
 
 
 def test_comparisons_cover_ours_against_all_and_all_against_d4m():

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from detdistill import stages
 from detdistill.cache import GeneratedImageCache, generator_identity
+from detdistill.stages import generation
 
 GENERATOR = Path(__file__).resolve().parents[1] / "resources" / "generators" / "digits"
 N_CANDIDATES = 3
@@ -51,7 +51,7 @@ def generated_seeds(monkeypatch):
     """Every seed the generator is asked for (padding rows included), and no detector: scoring is
     not what is tested."""
     seeds: list[int] = []
-    load = stages._load_generator
+    load = generation._load_generator
 
     def counting_load(path, synthesis_cfg=None):
         generator = load(path, synthesis_cfg)
@@ -67,14 +67,15 @@ def generated_seeds(monkeypatch):
     def fake_score(model_path, frame):
         return frame.assign(predicted=frame.label, p_target=np.float32(1.0), feature=[np.zeros(2, np.float32)] * len(frame))
 
-    monkeypatch.setattr(stages, "_load_generator", counting_load)
-    monkeypatch.setattr(stages, "_score", fake_score)
+    monkeypatch.setattr(generation, "_load_generator", counting_load)
+    monkeypatch.setattr(generation, "score_images", fake_score)
     return seeds
 
 
 def candidates(anomalies_path, prototypes_path, out_dir, cache_dir, synthesis=SYNTHESIS):
-    stages.generate_candidates(anomalies_path, prototypes_path, [0, 1, 2], GENERATOR, "no-detector", synthesis,
-                               N_CANDIDATES, SEED, out_dir, cache_dir=cache_dir)
+    generation.generate_candidates(anomalies_path=anomalies_path, prototypes_path=prototypes_path, labels=[0, 1, 2],
+                                   generator_dir=GENERATOR, detector_path="no-detector", synthesis_cfg=synthesis,
+                                   n_candidates=N_CANDIDATES, seed=SEED, out_dir=out_dir, cache_dir=cache_dir)
     return folder_digests(out_dir)
 
 
@@ -132,7 +133,7 @@ def test_killed_job_keeps_its_finished_chunks(tmp_path, tables, generated_seeds,
     reference = candidates(everything, prototypes_path, tmp_path / "reference", None)
     generated_seeds.clear()
 
-    write_png = stages.io.write_png
+    write_png = generation.io.write_png
     written = []
 
     def dying_write(image, path, owner=True):
@@ -142,10 +143,10 @@ def test_killed_job_keeps_its_finished_chunks(tmp_path, tables, generated_seeds,
         write_png(image, path, owner)
 
     cache, out = tmp_path / "cache", tmp_path / "candidates" / "part0"
-    monkeypatch.setattr(stages.io, "write_png", dying_write)
+    monkeypatch.setattr(generation.io, "write_png", dying_write)
     with pytest.raises(Killed):
         candidates(everything, prototypes_path, out, cache)
-    monkeypatch.setattr(stages.io, "write_png", write_png)
+    monkeypatch.setattr(generation.io, "write_png", write_png)
     assert not out.exists() and next(p.name for p in out.parent.iterdir()).startswith(".part0.staging-")
 
     generated_seeds.clear()

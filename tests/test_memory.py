@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from detdistill import io, stages
+from detdistill import io
+from detdistill.stages.classifiers import SCORE_CHUNK, score_images
 from detdistill.workflow import PEAK_RSS_PREFIX
 
 from conftest import REPO
@@ -39,8 +40,8 @@ def scored_images(tmp_path):
 
 def test_chunked_scoring_equals_scoring_all_at_once(scored_images):
     model_path, frame = scored_images
-    whole = stages._score(model_path, frame, batch_size=len(frame))
-    chunked = stages._score(model_path, frame, batch_size=3)  # chunks of 3, 3 and 1
+    whole = score_images(model_path, frame, batch_size=len(frame))
+    chunked = score_images(model_path, frame, batch_size=3)  # chunks of 3, 3 and 1
     assert chunked.image_id.tolist() == frame.image_id.tolist()
     assert chunked.predicted.tolist() == whole.predicted.tolist()
     np.testing.assert_allclose(chunked.p_target, whole.p_target, rtol=1e-5, atol=1e-7)
@@ -52,7 +53,7 @@ def test_chunked_scoring_equals_scoring_all_at_once(scored_images):
 def test_score_chunk_keeps_predict_batches():
     # one call of predict() batches by 256: a chunk that is a multiple of it feeds the model the
     # same batches as one call would, so the chunked scores are bit-identical at scale too
-    assert stages.SCORE_CHUNK % 256 == 0
+    assert SCORE_CHUNK % 256 == 0
 
 
 def test_vae_trained_on_uint8_batches_equals_training_on_a_float_copy():

@@ -9,17 +9,28 @@ import pytest
 import torch
 from torch import nn
 
-from detdistill import data, stages
+from detdistill import data
 from detdistill.best_epoch import BestEpochTracker
-from detdistill.calibration import calibrated_betas, score_validation
+from detdistill.calibration import calibrated_betas
 from detdistill.models import build_model
 from detdistill.refine import refine_set
+from detdistill.stages import anomalies as anomaly_stage
+from detdistill.stages import evaluation
+from detdistill.stages.classifiers import score_validation
 from detdistill.train import TrainConfig, save_model, train_classifiers
 
 DIGITS = {"kind": "digits", "test_fraction": 0.2}
 
 
 # --------------------------------------------------------------------------- validation split
+
+def class_manifest(folder, names) -> str:
+    """A manifest parquet whose class names (in label order) are `names`, for detect_anomalies."""
+    path = folder / "classes.parquet"
+    pd.DataFrame({"image_id": [f"x{i}" for i in range(len(names))], "label": range(len(names)), "class_name": names,
+                  "split": "train", "source": ""}).to_parquet(path)
+    return str(path)
+
 def test_validation_split_is_stratified_seeded_and_carved_from_train_only():
     plain = data.build_manifest(DIGITS, seed=0)
     carved = data.build_manifest({**DIGITS, "validation_fraction": 0.1}, seed=0)
@@ -86,8 +97,9 @@ def test_calibration_reads_validation_scores_never_the_test_split(tmp_path):
     test.to_parquet(paths["test"])
     VALIDATION.to_parquet(paths["validation"])
     out, report = tmp_path / "anomalies.parquet", tmp_path / "anomalies.md"
-    stages.detect_anomalies(paths["scores"], paths["test"], 0.9, ["zero", "one"], out, report,
-                            beta_mode="quantile_per_class", beta_quantile=0.5, validation_scores_path=paths["validation"])
+    anomaly_stage.detect_anomalies(scores_path=paths["scores"], detector_test_scores_path=paths["test"],
+                               manifest_path=class_manifest(tmp_path, ["zero", "one"]), beta=0.9, out_parquet=out, out_report=report,
+                               beta_mode="quantile_per_class", beta_quantile=0.5, validation_scores_path=paths["validation"])
     anomalies = pd.read_parquet(out)
     assert anomalies.groupby("label").beta.first().to_dict() == pytest.approx({0: 0.5, 1: 0.7})
     # 0.45 < 0.5 and 0.65 < 0.7 low confidence; c1-p002 predicted as another class
@@ -106,7 +118,9 @@ def test_fixed_beta_writes_its_beta_and_the_plain_report(tmp_path):
                            "p_target": [0.5, 0.95], "image_path": ["a.png", "b.png"]})
     scores.to_parquet(tmp_path / "s.parquet")
     scores.to_parquet(tmp_path / "t.parquet")
-    stages.detect_anomalies(tmp_path / "s.parquet", tmp_path / "t.parquet", 0.9, ["x", "y"], tmp_path / "a.parquet", tmp_path / "a.md")
+    anomaly_stage.detect_anomalies(scores_path=tmp_path / "s.parquet", detector_test_scores_path=tmp_path / "t.parquet",
+                               manifest_path=class_manifest(tmp_path, ["x", "y"]), beta=0.9, out_parquet=tmp_path / "a.parquet",
+                               out_report=tmp_path / "a.md")
     anomalies = pd.read_parquet(tmp_path / "a.parquet")
     assert (anomalies.beta == 0.9).all() and anomalies.defective.tolist() == [True, False]
     text = (tmp_path / "a.md").read_text()
@@ -118,7 +132,8 @@ def test_score_validation_scores_the_validation_split_only(tmp_path):
     manifest.to_parquet(tmp_path / "manifest.parquet")
     torch.manual_seed(0)
     save_model(build_model("convnet", 2, 8, 4), tmp_path / "detector.safetensors")
-    score_validation(tmp_path / "manifest.parquet", DIGITS, 8, tmp_path / "detector.safetensors", tmp_path / "val.parquet")
+    score_validation(manifest_path=tmp_path / "manifest.parquet", source_cfg=DIGITS, image_size=8,
+                     detector_path=tmp_path / "detector.safetensors", out_path=tmp_path / "val.parquet")
     scored = pd.read_parquet(tmp_path / "val.parquet")
     assert scored.image_id.tolist() == manifest.loc[manifest.split == "val", "image_id"].tolist()
     assert list(scored.columns) == ["image_id", "label", "predicted", "p_target"] and scored.p_target.between(0, 1).all()
@@ -226,7 +241,7 @@ def _aggregate(tmp_path, with_best):
         paths.append(tmp_path / f"{method}.parquet")
         rows.to_parquet(paths[-1])
     outs = [tmp_path / name for name in ("t.csv", "s.csv", "p.csv", "p.md")]
-    stages.aggregate(paths, *outs, "test")
+    evaluation.aggregate(eval_paths=paths, out_csv=outs[0], out_summary=outs[1], out_paired=outs[2], out_paired_md=outs[3], title="test")
     return pd.read_csv(outs[0]), pd.read_csv(outs[1])
 
 
@@ -249,8 +264,8 @@ def test_evaluate_reports_the_test_selected_best_epoch_beside_the_final_one(tmp_
     runs = {}
     for best in (False, True):
         out = tmp_path / f"best{best}.parquet"
-        stages.evaluate(None, tmp_path / "manifest.parquet", DIGITS, "convnet",
-                        {**eval_cfg, "report_best_epoch": best, "best_epoch_every": 2}, None, out)
+        evaluation.evaluate_full(manifest_path=tmp_path / "manifest.parquet", source_cfg=DIGITS, model_name="convnet",
+                                 eval_cfg={**eval_cfg, "report_best_epoch": best, "best_epoch_every": 2}, out_path=out)
         runs[best] = pd.read_parquet(out)
     assert "best_epoch_test_accuracy" not in runs[False].columns  # option off: the table as before
     assert runs[True].drop(columns=["best_epoch_test_accuracy", "best_epoch"]).equals(runs[False])  # same training

@@ -13,7 +13,7 @@ import torch
 from detdistill import io, quality
 from detdistill.data import digits_manifest
 from detdistill.models import build_model
-from detdistill.stages import select_random_subset
+from detdistill.stages.sets import select_random_subset
 from detdistill.train import save_model
 
 METRICS = ["precision", "recall", "density", "coverage"]
@@ -108,7 +108,7 @@ def digits_sets(tmp_path, ipc=5):
     manifest = digits_manifest(0.2, seed=0)
     io.write_parquet(manifest, tmp_path / "manifest.parquet")
     save_model(build_model("resnetap10", 10, 16, width=4), tmp_path / "judge.safetensors")
-    select_random_subset(tmp_path / "manifest.parquet", ipc, 0, tmp_path / "random.parquet")
+    select_random_subset(manifest_path=tmp_path / "manifest.parquet", ipc=ipc, seed=0, out_path=tmp_path / "random.parquet")
     torch.manual_seed(0)
     names = [str(tmp_path / f"noise{i}.png") for i in range(10 * ipc)]
     for name in names:
@@ -120,8 +120,8 @@ def digits_sets(tmp_path, ipc=5):
 
 def run_stage(tmp_path, sets, weights, reference_images=40):
     out = tmp_path / "quality.csv"
-    quality.set_quality(tmp_path / "judge.safetensors", tmp_path / "manifest.parquet", sets, {"kind": "digits"}, 16,
-                        reference_images=reference_images, nearest_k=3, seed=0, inception_weights_path=weights,
+    quality.set_quality(judge_path=tmp_path / "judge.safetensors", manifest_path=tmp_path / "manifest.parquet", set_paths=sets,
+                        source_cfg={"kind": "digits"}, image_size=16, reference_images=reference_images, nearest_k=3, seed=0, inception_weights_path=weights,
                         out_csv=out)
     return pd.read_csv(out, keep_default_na=False, na_values=[""])
 

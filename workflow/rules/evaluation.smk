@@ -22,7 +22,6 @@ rule evaluate:
 
 rule evaluate_full:
     input:
-        subset="results/{dataset}/data/manifest.parquet",
         manifest="results/{dataset}/data/manifest.parquet",
     output:
         scores="results/{dataset}/eval_full/{model}.parquet",
@@ -39,7 +38,7 @@ rule evaluate_full:
         source=get_source,
         evaluation=get_evaluation_config,
     script:
-        "../scripts/evaluate.py"
+        "../scripts/evaluate_full.py"
 
 
 rule label_consistency:

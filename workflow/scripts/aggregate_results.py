@@ -1,12 +1,12 @@
-from detdistill.stages import aggregate
+from detdistill.stages.evaluation import aggregate
 from detdistill.workflow import setup
 
 setup(snakemake)
 aggregate(
-    snakemake.input.tables,
-    snakemake.output.table,
-    snakemake.output.summary,
-    snakemake.output.paired,
-    snakemake.output.paired_md,
-    f"{snakemake.wildcards.dataset} IPC {snakemake.wildcards.ipc}",
+    eval_paths=snakemake.input.tables,
+    out_csv=snakemake.output.table,
+    out_summary=snakemake.output.summary,
+    out_paired=snakemake.output.paired,
+    out_paired_md=snakemake.output.paired_md,
+    title=f"{snakemake.wildcards.dataset} IPC {snakemake.wildcards.ipc}",
 )

@@ -1,11 +1,11 @@
-from detdistill.stages import compute_prototypes
+from detdistill.stages.generation import compute_prototypes
 from detdistill.workflow import setup
 
 setup(snakemake)
 compute_prototypes(
-    snakemake.input.latents,
-    int(snakemake.wildcards.ipc),
-    snakemake.params.seed,
-    snakemake.params.prototypes["n_init"],
-    snakemake.output.prototypes,
+    latents_path=snakemake.input.latents,
+    ipc=int(snakemake.wildcards.ipc),
+    seed=snakemake.params.seed,
+    n_init=snakemake.params.prototypes["n_init"],
+    out_path=snakemake.output.prototypes,
 )

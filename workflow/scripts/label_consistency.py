@@ -1,5 +1,9 @@
-from detdistill.stages import label_consistency
+from detdistill.stages.classifiers import label_consistency
 from detdistill.workflow import setup
 
 setup(snakemake)
-label_consistency(snakemake.input.judge, snakemake.input.sets, snakemake.output.consistency)
+label_consistency(
+    judge_path=snakemake.input.judge,
+    set_paths=snakemake.input.sets,
+    out_csv=snakemake.output.consistency,
+)

@@ -1,5 +1,10 @@
-from detdistill.stages import prepare_data
+from detdistill.stages.manifest import prepare_data
 from detdistill.workflow import setup
 
 setup(snakemake)
-prepare_data(snakemake.params.source, snakemake.params.seed, snakemake.output.manifest, threads=snakemake.threads)
+prepare_data(
+    source_cfg=snakemake.params.source,
+    seed=snakemake.params.seed,
+    out_manifest=snakemake.output.manifest,
+    threads=snakemake.threads,
+)

@@ -1,11 +1,11 @@
-from detdistill.stages import prepare_generator
+from detdistill.stages.generation import prepare_generator
 from detdistill.workflow import setup
 
 setup(snakemake)
 prepare_generator(
-    snakemake.input.manifest,
-    snakemake.params.source,
-    snakemake.params.image_size,
-    snakemake.params.generator,
-    snakemake.output.generator,
+    manifest_path=snakemake.input.manifest,
+    source_cfg=snakemake.params.source,
+    image_size=snakemake.params.image_size,
+    generator_cfg=snakemake.params.generator,
+    out_dir=snakemake.output.generator,
 )

@@ -1,5 +1,9 @@
-from detdistill.stages import score_initial
+from detdistill.stages.classifiers import score_initial
 from detdistill.workflow import setup
 
 setup(snakemake)
-score_initial(snakemake.input.initial, snakemake.input.detector, snakemake.output.scores)
+score_initial(
+    initial_dirs=snakemake.input.initial,
+    detector_path=snakemake.input.detector,
+    out_path=snakemake.output.scores,
+)

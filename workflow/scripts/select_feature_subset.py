@@ -1,12 +1,12 @@
-from detdistill.stages import select_feature_subset
+from detdistill.stages.sets import select_feature_subset
 from detdistill.workflow import setup
 
 setup(snakemake)
 select_feature_subset(
-    snakemake.input.manifest,
-    snakemake.input.features,
-    snakemake.wildcards.method,
-    int(snakemake.wildcards.ipc),
-    snakemake.params.seed,
-    snakemake.output.subset,
+    manifest_path=snakemake.input.manifest,
+    features_path=snakemake.input.features,
+    method=snakemake.wildcards.method,
+    ipc=int(snakemake.wildcards.ipc),
+    seed=snakemake.params.seed,
+    out_path=snakemake.output.subset,
 )

@@ -1,5 +1,10 @@
-from detdistill.stages import select_random_subset
+from detdistill.stages.sets import select_random_subset
 from detdistill.workflow import setup
 
 setup(snakemake)
-select_random_subset(snakemake.input.manifest, int(snakemake.wildcards.ipc), snakemake.params.seed, snakemake.output.subset)
+select_random_subset(
+    manifest_path=snakemake.input.manifest,
+    ipc=int(snakemake.wildcards.ipc),
+    seed=snakemake.params.seed,
+    out_path=snakemake.output.subset,
+)

@@ -4,11 +4,11 @@ from detdistill.workflow import setup
 setup(snakemake)
 quality = snakemake.params.quality
 set_quality(
-    snakemake.input.judge,
-    snakemake.input.manifest,
-    snakemake.input.sets,
-    snakemake.params.source,
-    snakemake.params.image_size,
+    judge_path=snakemake.input.judge,
+    manifest_path=snakemake.input.manifest,
+    set_paths=snakemake.input.sets,
+    source_cfg=snakemake.params.source,
+    image_size=snakemake.params.image_size,
     reference_images=quality["reference_images"],
     nearest_k=quality["nearest_k"],
     seed=snakemake.params.seed,

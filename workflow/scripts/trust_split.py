@@ -1,8 +1,8 @@
-from detdistill.trust import trust_stage
+from detdistill.stages.trust import trust_split
 from detdistill.workflow import setup
 
 setup(snakemake)
-trust_stage(
+trust_split(
     manifest_path=snakemake.input.manifest,
     source_cfg=snakemake.params.source,
     image_size=snakemake.params.image_size,

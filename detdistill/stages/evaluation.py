@@ -1,0 +1,116 @@
+"""Models trained from scratch on each set (and on the whole train split) and tested on the real
+test split, and the tables of their accuracies."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from .. import data, io
+from ..device import pick_device, seed_everything
+
+log = logging.getLogger("detdistill")
+
+
+def epochs_for(eval_cfg: dict, ipc: int | None, model: str) -> int:
+    """Minimax-style epochs by IPC: `epochs_by_ipc` is a list of [max IPC, epochs] pairs, the first
+    pair whose max IPC >= IPC applies (else the last), times `epoch_scale`; without a table,
+    `train.epochs`. The full-data run (ipc None) uses `full_epochs`. `model_epoch_scale` then
+    shortens costly models to fit a time budget (reported with the results)."""
+    if ipc is None:
+        epochs = eval_cfg.get("full_epochs") or eval_cfg["train"]["epochs"]
+    elif eval_cfg.get("epochs_by_ipc"):
+        table = sorted(eval_cfg["epochs_by_ipc"])
+        epochs = next((e for max_ipc, e in table if ipc <= max_ipc), table[-1][1]) * eval_cfg.get("epoch_scale", 1.0)
+    else:
+        epochs = eval_cfg["train"]["epochs"]
+    return max(1, round(epochs * eval_cfg.get("model_epoch_scale", {}).get(model, 1.0)))
+
+
+def evaluate(*, set_path, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, ipc: int, out_path) -> None:
+    """Train `model_name` from scratch on a distilled or baseline set of `ipc` images per class,
+    once per seed; final-epoch accuracy on the real test split (see `_train_and_test`)."""
+    _train_and_test(pd.read_parquet(set_path), pd.read_parquet(manifest_path), source_cfg=source_cfg,
+                    model_name=model_name, eval_cfg=eval_cfg, ipc=ipc, out_path=out_path)
+
+
+def evaluate_full(*, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, out_path) -> None:
+    """The full-data upper bound: `model_name` trained on the whole real train split for
+    `evaluation.full_epochs`, once per seed (see `_train_and_test`)."""
+    manifest = pd.read_parquet(manifest_path)
+    set_frame = data.train_split(manifest).assign(kind="real", method="full")
+    _train_and_test(set_frame, manifest, source_cfg=source_cfg, model_name=model_name, eval_cfg=eval_cfg, ipc=None,
+                    out_path=out_path)
+
+
+def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg: dict, model_name: str, eval_cfg: dict,
+                    ipc: int | None, out_path) -> None:
+    """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real
+    test split (and, with `evaluation.report_best_epoch`, the test-selected best epoch's). Images are loaded at `load_size`; training crops (RandomResizedCrop) and the test
+    centre crop are `image_size` (Minimax: 256 -> 224)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from ..models import build_model
+    from ..train import TrainConfig, accuracy, train_classifiers
+
+    crop_size = eval_cfg["image_size"]
+    load_size = eval_cfg.get("load_size") or crop_size
+    method = set_frame.method.iloc[0]
+    images = data.load_set_images(set_frame, source_cfg, load_size)
+    labels = data.label_tensor(set_frame)
+    test = manifest[manifest.split == "test"]
+    test_images = TF.center_crop(data.load_images(test, source_cfg, load_size), [crop_size, crop_size])
+    test_labels = data.label_tensor(test)
+    num_classes = manifest.label.nunique()
+    device = pick_device()
+    epochs = epochs_for(eval_cfg, ipc, model_name)
+    seeds = [int(s) for s in eval_cfg["seeds"]]
+    # the seed field is per run: train_classifiers seeds each run's data order and augmentation
+    cfg = TrainConfig.from_dict({**eval_cfg["train"], "epochs": epochs, "crop_size": crop_size})
+    models = []
+    for seed in seeds:
+        seed_everything(seed)  # each model's initialisation
+        models.append(build_model(model_name, num_classes, crop_size, eval_cfg.get("width", 64)))
+    # evaluation.report_best_epoch: test accuracy every N epochs too (test-selected, reported apart)
+    tracker = None
+    if eval_cfg.get("report_best_epoch"):
+        from ..best_epoch import BestEpochTracker
+
+        tracker = BestEpochTracker(len(models), lambda i: accuracy(models[i], test_images, test_labels, device))
+    train_classifiers(models, seeds, images, labels, cfg, device, stack=eval_cfg.get("stack_seeds", "auto"),
+                      desc=f"{method}/{model_name}", log=log.info, on_evaluate=tracker,
+                      evaluate_every=eval_cfg.get("best_epoch_every", 1))
+    rows = []
+    for run, (seed, model) in enumerate(zip(seeds, models)):
+        acc = accuracy(model, test_images, test_labels, device)
+        log.info("%s %s seed %d: final-epoch test accuracy %.4f", method, model_name, seed, acc)
+        rows.append({"method": method, "model": model_name, "seed": seed, "train_images": len(set_frame), "epochs": epochs, "test_accuracy": acc,
+                     **(tracker.best(run) if tracker else {})})
+    io.write_parquet(pd.DataFrame(rows), out_path)
+
+
+def aggregate(*, eval_paths, out_csv, out_summary, out_paired, out_paired_md, title: str) -> None:
+    """The per-run table, the per-(model, method) summary, and the paired per-seed differences
+    (detdistill.stats) as CSV and markdown."""
+    from .. import best_epoch
+    from ..stats import paired_differences, paired_markdown
+
+    table = pd.concat([pd.read_parquet(p) for p in sorted(map(str, eval_paths))], ignore_index=True)
+    table["test_accuracy_pct"] = 100 * table.test_accuracy
+    table = best_epoch.add_percent_column(table)
+    table = table.sort_values(["model", "method", "seed"]).reset_index(drop=True)
+    io.write_csv(table, out_csv)
+    summary = (
+        table.groupby(["model", "method"], sort=True)
+        .test_accuracy_pct.agg(mean="mean", std="std", seeds="count")
+        .reset_index()
+        .round({"mean": 2, "std": 2})
+    )
+    test_selected = best_epoch.summary_columns(table, ["model", "method"])
+    if test_selected is not None:  # beside the final-epoch columns, never instead of them
+        summary = summary.merge(test_selected, on=["model", "method"], how="left", validate="one_to_one")
+    io.write_csv(summary, out_summary)
+    paired = paired_differences(table)
+    io.write_csv(paired, out_paired)
+    io.write_text(paired_markdown(paired, title), out_paired_md)
