@@ -41,7 +41,10 @@ def test_test_split_never_reaches_latents_prototypes_or_classifiers(tiny_run):
         metrics = json.loads((results(tiny_run) / "classifiers" / role / "metrics.json").read_text())
         assert metrics["train_images"] == len(train_ids)
         assert metrics["test_images"] == len(manifest) - len(train_ids)
-        assert 0 <= metrics["test_accuracy"] <= 1
+        # the reported accuracy is the one of its own test predictions, on every test image
+        scores = pd.read_parquet(results(tiny_run) / "classifiers" / role / "test_scores.parquet")
+        assert sorted(scores.image_id) == sorted(manifest.loc[manifest.split == "test", "image_id"])
+        assert metrics["test_accuracy"] == pytest.approx(float((scores.predicted == scores.label).mean()))
     generator = json.loads((results(tiny_run) / "generator" / "generator.json").read_text())
     assert generator["backend"] == "embedded"
 
@@ -119,10 +122,17 @@ def test_accuracy_table_and_summary(tiny_run):
     assert len(table) == (len(METHODS) + 1) * len(MODELS) * len(SEEDS)
     assert set(table.method) == set(METHODS) | {"full"}
     assert set(table.model) == set(MODELS)
-    assert table.test_accuracy.between(0, 1).all()
+    # accuracies are counts over the real test split: multiples of 1 / (test images)
+    manifest = pd.read_parquet(results(tiny_run) / "data" / "manifest.parquet")
+    correct = table.test_accuracy * int((manifest.split == "test").sum())
+    assert (correct - correct.round()).abs().max() < 1e-4  # float32 means
+    assert table.test_accuracy_pct.to_numpy() == pytest.approx(100 * table.test_accuracy.to_numpy())
     summary = pd.read_csv(tiny_run / "results" / "tiny_ipc2_summary.csv")
     assert len(summary) == (len(METHODS) + 1) * len(MODELS)
     assert (summary.seeds == len(SEEDS)).all()
+    expected = table.groupby(["model", "method"]).test_accuracy_pct.agg(["mean", "std"]).round(2)
+    got = summary.set_index(["model", "method"])[["mean", "std"]]
+    pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_exact=False, atol=0.006)
     paired = pd.read_csv(tiny_run / "results" / "tiny_ipc2_paired.csv")
     ours = paired[(paired.method == "conf_sim") & (paired.model == "convnet")]
     assert sorted(ours.baseline) == sorted(m for m in METHODS if m != "conf_sim")
