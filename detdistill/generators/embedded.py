@@ -32,6 +32,7 @@ from torch import nn
 from .. import schema
 from ..device import seed_everything
 from ..io import atomic_dir, save_safetensors, write_json
+from ..train import to_float
 from .base import LATENT_CHANNELS, Generator
 
 BACKEND = "embedded"
@@ -122,19 +123,12 @@ def _kl_per_element(dist) -> torch.Tensor:
     return dist.kl().mean() / dist.mean[0].numel()
 
 
-def _to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 or float [0,1] images -> float [0,1]."""
-    if images.dtype == torch.uint8:
-        return images.float() / 255.0
-    return images.float()
-
-
 @torch.no_grad()
 def _latent_stats(vae, images: torch.Tensor, device, batch: int = 256):
     means, stds = [], []
     vae.eval()
     for i in range(0, len(images), batch):
-        x = _to_unit(images[i : i + batch]).to(device) * 2 - 1
+        x = to_float(images[i : i + batch]).to(device) * 2 - 1
         dist = vae.encode(x).latent_dist
         means.append(dist.mean.cpu())
         stds.append(dist.std.cpu())
@@ -160,7 +154,7 @@ def _train_vae(images: torch.Tensor, cfg: dict, device, log):
     vae_loss = float("nan")
     for step in tqdm(range(steps), desc="vae", mininterval=5, disable=steps == 0):
         idx = torch.randint(0, n, (bs,), generator=gen)
-        x = (_to_unit(images[idx]) * 2 - 1).to(device)  # the VAE works in [-1, 1]
+        x = (to_float(images[idx]) * 2 - 1).to(device)  # the VAE works in [-1, 1]
         dist = vae.encode(x).latent_dist
         rec = vae.decode(dist.sample(generator=gen)).sample
         mse = F.mse_loss(rec, x)
@@ -366,7 +360,7 @@ class EmbeddedGenerator(Generator):
         """Scaled posterior means (N, 4, 8, 8) of images (N, 3, 32, 32) in [0, 1] (uint8 accepted)."""
         out = []
         for i in range(0, len(images), self.batch_size):
-            x = _to_unit(images[i : i + self.batch_size]).to(self.device)
+            x = to_float(images[i : i + self.batch_size]).to(self.device)
             if x.shape[-2:] != (self.image_size, self.image_size):
                 x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
             mean = self.vae.encode(x * 2 - 1).latent_dist.mean

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .. import schema
 from ..io import write_json
+from ..train import to_float
 from .base import LATENT_CHANNELS, Generator
 
 BACKEND = "sd15"
@@ -334,8 +335,7 @@ class StableDiffusionGenerator(Generator):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Scaled posterior means (N, 4, s/8, s/8) of images (N, 3, H, W) in [0, 1] (uint8 accepted),
         resized to `image_size` s first when they differ."""
-        if images.dtype == torch.uint8:
-            images = images.float() / 255
+        images = to_float(images)
         size = (self.image_size, self.image_size)
         out = []
         for i in range(0, len(images), self.batch_size):
