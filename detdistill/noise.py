@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import TORCHVISION_CIFAR10, DataError
+from .data import TORCHVISION_CIFAR10, DataError, class_names
 
 #: Patrini et al. (2017), as used by TAD and most label-noise work on CIFAR-10
 CIFAR10_ASYMMETRIC_PAIRS = {"truck": "automobile", "bird": "airplane", "deer": "horse", "cat": "dog", "dog": "cat"}
@@ -42,7 +42,7 @@ def apply_label_noise(manifest: pd.DataFrame, noise_cfg: dict | None, seed: int,
         return manifest
     if kind not in NOISE_KINDS:
         raise DataError(f"`label_noise.kind: {kind}` is unknown: use one of {', '.join(NOISE_KINDS)}")
-    names = class_name_table(manifest)
+    names = class_names(manifest)
     train = (manifest.split == "train").to_numpy()
     clean = manifest.label.to_numpy(dtype=np.int64)
     rng = np.random.default_rng([seed, 7919])  # its own stream: the split's draws stay as they were
@@ -59,12 +59,6 @@ def apply_label_noise(manifest: pd.DataFrame, noise_cfg: dict | None, seed: int,
     noisy["label"] = observed
     noisy["class_name"] = [names[y] for y in observed]
     return noisy
-
-
-def class_name_table(manifest: pd.DataFrame) -> list[str]:
-    """Class names in label order."""
-    pairs = manifest[["label", "class_name"]].drop_duplicates().sort_values("label")
-    return pairs.class_name.tolist()
 
 
 def _flip_share(clean: np.ndarray, train: np.ndarray, rate: float, classes, rng) -> dict[int, np.ndarray]:

@@ -4,7 +4,6 @@ detector and generator reading it while the judge keeps the true labels."""
 
 import re
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -81,4 +80,3 @@ def test_detector_and_generator_train_on_the_trusted_manifest_the_judge_not(nois
     generator = next(v for (r, _), v in inputs.items() if r == "prepare_generator")
     assert "results/tiny/trust/manifest.parquet" in detector and "results/tiny/trust/manifest.parquet" in generator
     assert "results/tiny/data/manifest.parquet" in judge and "trust" not in judge
-    assert np.isfinite(len(inputs))

@@ -33,7 +33,8 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
     seed_everything(cfg.seed)
     model = build_model(clf_cfg["model"], num_classes, image_size, clf_cfg.get("width", 64))
     device = pick_device()
-    if true_labels and "clean_label" in train.columns:
+    on_true_labels = true_labels and "clean_label" in train.columns
+    if on_true_labels:
         train = train.assign(label=train.clean_label)
     images, train_labels = data.load_images(train, source_cfg, image_size), data.label_tensor(train)
     history = fit_classifier(model, images, train_labels, cfg, device, desc=clf_cfg["model"], log=log.info)
@@ -50,7 +51,7 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
         "test_images": len(test),
         "test_accuracy": float((probs.argmax(1) == test_labels).float().mean()),
         "train_accuracy": train_accuracy,
-        "trained_on_true_labels": bool(true_labels and "clean_label" in manifest.columns),
+        "trained_on_true_labels": on_true_labels,
         # what a confidence threshold means for this model: the share of *real* test images it would flag
         "test_target_softmax_median": float(p_target.median()),
         "test_share_below_beta": {str(b): float((p_target < b).float().mean()) for b in REPORTED_BETAS},
