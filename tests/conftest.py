@@ -1,3 +1,4 @@
+import re
 import shutil
 import subprocess
 import sys
@@ -37,3 +38,9 @@ def tiny_run(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("tiny"))
     snakemake(workdir, "results/tiny_ipc2.csv", "--configfile", "tiny.yaml")
     return workdir
+
+
+def markdown_table_rows(text: str) -> list[list[str]]:
+    """The cells of every header and body row of the pipe tables in `text` (separator rows left
+    out), split at unescaped pipes, so an escaped `\\|` inside a class name stays in its cell."""
+    return [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in text.splitlines() if line.startswith("| ")]

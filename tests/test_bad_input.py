@@ -4,7 +4,6 @@ DAG is built (tested with -n); the others inside the job (prepare_data here, on 
 
 import copy
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ from PIL import Image
 
 from detdistill.workflow import check_config
 
-from conftest import REPO, copy_workflow, snakemake
+from conftest import REPO, copy_workflow, markdown_table_rows, snakemake
 
 TINY = yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text())["datasets"]["tiny"]
 # awkward folder names: a space, quotes, non-ASCII letters, markdown's table separator
@@ -306,10 +305,7 @@ def test_class_names_are_escaped_in_the_anomaly_report(tmp_path):
     real = frame.assign(defective=False, reason="normal")
     report = anomaly_markdown(frame, real, 0.9, names, tmp_path)
 
-    def cells(line: str) -> list[str]:  # a pipe-table row split at its unescaped pipes
-        return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
-
-    rows = [cells(line) for line in report.splitlines() if line.startswith("| ")]
+    rows = markdown_table_rows(report)
     assert len(rows) == 2 + 4 + 2  # two headers, four classes, two flagged images
     assert all(len(row) == 5 for row in rows)  # escaped pipes in names do not add cells
     assert ["a\\|b", "1", "1", "1", "0"] in rows and ["x\\*y\\_z", "1", "0", "0", "0"] in rows

@@ -19,6 +19,8 @@ from detdistill.stages import evaluation
 from detdistill.stages.classifiers import score_validation
 from detdistill.train import TrainConfig, save_model, train_classifiers
 
+from conftest import markdown_table_rows
+
 DIGITS = {"kind": "digits", "test_fraction": 0.2}
 
 
@@ -105,7 +107,7 @@ def test_calibration_reads_validation_scores_never_the_test_split(tmp_path):
     # 0.45 < 0.5 and 0.65 < 0.7 low confidence; c1-p002 predicted as another class
     assert anomalies.reason.tolist() == ["low_confidence", "normal", "normal", "low_confidence", "normal", "label_mismatch"]
     text = report.read_text()
-    rows = {"|".join(cell.strip() for cell in line.strip("|").split("|")) for line in text.splitlines() if line.startswith("|")}
+    rows = {"|".join(row) for row in markdown_table_rows(text)}
     assert "calibrated beta (quantile_per_class) = 0.500 to 0.700 (per class)" in text
     # side by side: the paper's fixed beta 0.9 flags 5 of 6, the calibrated one 3 of 6
     assert "fixed (paper)|0.9|5 of 6 (83.3%)|2 of 2 (100.0%)" in rows

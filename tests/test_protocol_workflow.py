@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, markdown_table_rows, snakemake
 
 QUANTILE = 0.5
 FIXED_BETA = 0.97  # tiny.yaml's refinement.beta
@@ -63,7 +63,7 @@ def test_anomalies_use_the_calibrated_per_class_beta(calibrated_run):
     assert (anomalies.defective == ((anomalies.predicted != anomalies.label) | (anomalies.p_target < anomalies.beta))).all()
     report = (calibrated_run / "ipc2" / "anomalies.md").read_text()
     fixed = int(((anomalies.predicted != anomalies.label) | (anomalies.p_target < FIXED_BETA)).sum())
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in report.splitlines() if line.startswith("|")]
+    rows = markdown_table_rows(report)
     fixed_row = next(row for row in rows if row[0] == "fixed (paper)")
     assert fixed_row[1] == str(FIXED_BETA) and fixed_row[2].startswith(f"{fixed} of {len(anomalies)} ")
     calibrated = next(row for row in rows if row[0] == "calibrated, quantile_per_class q = 0.5 (used)")
