@@ -7,6 +7,7 @@ configfile: "config/config.yaml"
 configfile: "config/imagenette.yaml"
 configfile: "config/imagewoof.yaml"
 configfile: "config/cifar10.yaml"
+configfile: "config/noise.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -24,6 +25,7 @@ include: "workflow/rules/refinement.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/quality.smk"
+include: "workflow/rules/experiments.smk"
 
 
 rule all:

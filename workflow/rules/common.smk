@@ -3,11 +3,21 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from detdistill.data import DataError, inspect_source, validation_count
+from detdistill.experiments import ExperimentError
+from detdistill.experiments import arms as experiment_arms
+from detdistill.experiments import expand as expand_noise_experiments
+from detdistill.experiments import generator_note as experiment_generator_note
 from detdistill.workflow import check_config, check_writable, stop
 
 # Bad input stops the run with one line naming the cause and the fix (detdistill.workflow.stop),
 # here while the DAG is built where a check is cheap, else inside the job (detdistill.workflow.setup).
 SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))
+try:
+    # each label-noise experiment adds its arms as datasets (detdistill.experiments)
+    expand_noise_experiments(config)
+except ExperimentError as error:
+    stop(str(error))
+SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))  # the arms too
 validate(config, schema="../../config/schema.yaml")  # valid now: this only fills in the defaults
 check_writable(["results", "logs", "benchmarks"])
 
@@ -326,3 +336,37 @@ def get_eval_sets(wildcards):
 
 
 get_quality_config = get_section("quality")
+
+
+# Label-noise experiments (workflow/rules/experiments.smk)
+def experiment_spec(wildcards):
+    experiments = config.get("noise_experiments", {})
+    if wildcards.experiment not in experiments:
+        stop(
+            f"noise experiment {wildcards.experiment!r} is not configured: add it under `noise_experiments:` "
+            f"(config/noise.yaml has examples), or target one of {sorted(experiments)}"
+        )
+    return experiments[wildcards.experiment]
+
+
+def get_experiment_arms(wildcards):
+    return experiment_arms(wildcards.experiment, experiment_spec(wildcards))
+
+
+def get_experiment_inputs(wildcards):
+    """Per arm (in get_experiment_arms' order) its accuracy summary, label consistency, per-run
+    table and manifest; the trust-aware arms' per-sample trust tables."""
+    ipc = experiment_spec(wildcards)["ipc"]
+    arms = get_experiment_arms(wildcards)
+    names = [arm["dataset"] for arm in arms]
+    return {
+        "summaries": [f"results/{name}_ipc{ipc}_summary.csv" for name in names],
+        "consistencies": [f"results/{name}_ipc{ipc}_consistency.csv" for name in names],
+        "runs": [f"results/{name}_ipc{ipc}.csv" for name in names],
+        "manifests": [f"results/{name}/data/manifest.parquet" for name in names],
+        "trust_samples": [f"results/{arm['dataset']}/trust/samples.parquet" for arm in arms if arm["trust"]],
+    }
+
+
+def get_experiment_generator_note(wildcards):
+    return experiment_generator_note(config["datasets"][experiment_spec(wildcards)["dataset"]])

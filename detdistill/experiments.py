@@ -1,0 +1,204 @@
+"""Label-noise experiments (issue 11): one config entry under `noise_experiments` becomes several
+datasets ("arms") that differ only in their training labels and in whether the trust stage runs,
+and one table that puts them side by side.
+
+For an experiment `E` on the dataset entry `B` with noise settings S1, S2, ...:
+
+- `E_clean`: B with its true labels, the plain pipeline (the reference row);
+- `E_S`: B with the noise of setting S on its train split, the plain pipeline;
+- `E_S_trust`: the same noisy labels, with the trust stage (detdistill.trust) in front of the
+  generator, the prototypes and the detector.
+
+Every arm is B's entry with the experiment's `overrides` merged in (the same sizes for every arm),
+so the arms share seeds, image splits, the noise draw of a setting and every setting but the two
+under study. Each arm is an ordinary dataset: its stages, caches and targets are the usual ones
+(results/E_S_trust_ipc10.csv, its anomaly report, its trust rounds).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+
+CLEAN = "clean"
+PLAIN, TRUST, CLEAN_LABELS = "plain, noisy labels", "trust-aware, noisy labels", "plain, clean labels"
+#: the methods the markdown shows per model (the CSV has every method of the arms' summaries)
+SHOWN_METHODS = ["d4m", "conf_sim", "random", "full"]
+
+
+class ExperimentError(ValueError):
+    """A `noise_experiments` entry that cannot be expanded (the message names the key and the fix)."""
+
+
+def arms(name: str, spec: dict) -> list[dict]:
+    """The arms of experiment `name` in table order: the clean reference, then per setting the
+    plain and the trust-aware pipeline. Each: dataset name, setting, pipeline, noise spec, trust."""
+    out = [{"dataset": f"{name}_{CLEAN}", "setting": CLEAN, "pipeline": CLEAN_LABELS, "noise": None, "trust": False}]
+    for setting, noise in spec["settings"].items():
+        out.append({"dataset": f"{name}_{setting}", "setting": setting, "pipeline": PLAIN, "noise": noise, "trust": False})
+        out.append({"dataset": f"{name}_{setting}_trust", "setting": setting, "pipeline": TRUST, "noise": noise, "trust": True})
+    return out
+
+
+def expand(config: dict) -> None:
+    """Add every experiment's arms to `config["datasets"]` (in place). Raises ExperimentError for
+    a base dataset that is not configured, a setting named `clean`, or an arm name already taken."""
+    from snakemake.utils import update_config
+
+    from .schema import with_defaults
+
+    datasets = config["datasets"]
+    experiments = config.get("noise_experiments", {})
+    for name in list(experiments):
+        # defaults filled here (the rules read `ipc`), from config/schema.yaml as everywhere
+        spec = experiments[name] = with_defaults("noise_experiment", experiments[name], f"noise_experiments.{name}")
+        base = spec["dataset"]
+        if base not in datasets:
+            raise ExperimentError(
+                f"`noise_experiments.{name}.dataset` is {base!r}, which is not under `datasets:`: name a configured "
+                f"dataset ({', '.join(sorted(datasets))}) or add its entry"
+            )
+        if CLEAN in spec["settings"]:
+            raise ExperimentError(
+                f"`noise_experiments.{name}.settings.{CLEAN}`: the clean-label arm is always built; give the setting another name"
+            )
+        for arm in arms(name, spec):
+            if arm["dataset"] in datasets:
+                raise ExperimentError(
+                    f"`noise_experiments.{name}` would add dataset {arm['dataset']!r}, which `datasets:` already has: "
+                    "rename the experiment or the dataset"
+                )
+            entry = copy.deepcopy(datasets[base])
+            update_config(entry, copy.deepcopy(spec["overrides"]))
+            entry["source"].pop("label_noise", None)
+            if arm["noise"] is not None:
+                entry["source"]["label_noise"] = copy.deepcopy(arm["noise"])
+            entry["trust"] = {**copy.deepcopy(spec["trust"]), "enabled": arm["trust"]}
+            datasets[arm["dataset"]] = entry
+
+
+def generator_note(entry: dict) -> str:
+    """What the arms' generator is, for the experiment's markdown: the caveat differs by backend."""
+    generator = entry["generator"]
+    if generator["backend"] == "sd15":
+        return (f"Stable Diffusion `{generator.get('model')}` in every arm, pretrained elsewhere: it never sees the "
+                "dataset's labels, so label noise reaches the set through the prototypes and the detector only.")
+    if generator.get("checkpoint"):
+        return (f"the fixed checkpoint `{generator['checkpoint']}` in every arm, in Stable Diffusion's place (not "
+                "trained on the arm's labels, so label noise reaches the set through the prototypes and the "
+                "detector). Unlike Stable Diffusion it was trained on these train images with their true labels: "
+                "its class conditioning is clean, which favours the plain noisy arms.")
+    return ("trained in each arm on that arm's labels (the trusted ones in the trust-aware arms), so label noise "
+            "also reaches its class conditioning.")
+
+
+def label_scores(observed: np.ndarray, clean: np.ndarray | None, used: np.ndarray, kept: np.ndarray) -> dict:
+    """How right the labels a pipeline trains on are. `observed`: the noisy labels of every train
+    image; `clean`: their true labels (None: unknown); `used`: the labels trained on (observed, or
+    recalibrated); `kept`: which images are trained on. Precision: the share of kept images whose
+    used label is right; recall: the share of rightly labelled images (observed == clean) kept."""
+    observed, used, kept = np.asarray(observed), np.asarray(used), np.asarray(kept, dtype=bool)
+    row = {"train_images": int(kept.sum()), "train_images_pct": round(100 * float(kept.mean()), 2)}
+    if clean is None:
+        return row
+    clean = np.asarray(clean)
+    was_right = observed == clean
+    row["observed_wrong_pct"] = round(100 * float(1 - was_right.mean()), 2)
+    row["label_precision_pct"] = round(100 * float((used == clean)[kept].mean()), 2) if kept.any() else float("nan")
+    row["label_recall_pct"] = round(100 * float(kept[was_right].mean()), 2) if was_right.any() else float("nan")
+    return row
+
+
+def arm_label_scores(manifest: pd.DataFrame, samples: pd.DataFrame | None) -> dict:
+    """label_scores of one arm: every train image with its observed label (plain arms), or the
+    trust stage's trusted images with their labels (`samples`, trust arms)."""
+    train = manifest[manifest.split == "train"]
+    observed = train.label.to_numpy()
+    clean = train.clean_label.to_numpy() if "clean_label" in train.columns else observed
+    if samples is None:
+        return label_scores(observed, clean, observed, np.ones(len(train), dtype=bool))
+    samples = samples.set_index("image_id").loc[train.image_id]
+    return label_scores(observed, clean, samples.label.to_numpy(), samples.trusted.to_numpy())
+
+
+def experiment_table(arm_rows: list[dict], summaries: list[pd.DataFrame], consistencies: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per (arm, model, method): the arm's setting, pipeline and label scores, the accuracy
+    summary (mean, std, seeds) and, for synthetic sets, the judge's label consistency."""
+    frames = []
+    for arm, summary, consistency in zip(arm_rows, summaries, consistencies, strict=True):
+        frame = summary.merge(consistency[["method", "judge_wrong_label_pct"]], on="method", how="left", validate="many_to_one")
+        for key, value in reversed(list(arm.items())):
+            frame.insert(0, key, value)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def paired_rows(runs: dict[str, pd.DataFrame], arm_rows: list[dict], method: str = "conf_sim") -> pd.DataFrame:
+    """Per setting and model, `method`'s accuracy of the trust-aware arm minus the plain noisy arm,
+    paired by evaluation seed, with the 95% t interval (detdistill.stats). `runs`: the per-run
+    tables by arm dataset."""
+    from .stats import t_interval
+
+    rows = []
+    by_key = {(a["setting"], a["pipeline"]): a["dataset"] for a in arm_rows}
+    for (setting, pipeline), trust_arm in by_key.items():
+        if pipeline != TRUST:
+            continue
+        plain, trusted = runs[by_key[(setting, PLAIN)]], runs[trust_arm]
+        for model in sorted(set(trusted.model)):
+            pick = [r[(r.model == model) & (r.method == method)].set_index("seed").test_accuracy_pct for r in (trusted, plain)]
+            diff = (pick[0] - pick[1]).dropna()
+            if diff.empty:
+                continue
+            low, high = t_interval(diff.to_numpy())
+            rows.append({"setting": setting, "model": model, "method": method, "seeds": len(diff),
+                         "mean_diff": round(float(diff.mean()), 2) + 0.0, "ci_low": round(low, 2) + 0.0, "ci_high": round(high, 2) + 0.0})
+    return pd.DataFrame(rows, columns=["setting", "model", "method", "seeds", "mean_diff", "ci_low", "ci_high"])
+
+
+def experiment_markdown(name: str, table: pd.DataFrame, paired: pd.DataFrame, generator_note: str, ipc: int) -> str:
+    """The experiment's tables for people: per model, one row per arm with its label scores, the
+    accuracy (mean ± std over the evaluation seeds) of SHOWN_METHODS and the judge's wrong-label
+    share of the d4m and conf_sim sets; then the paired trust - plain differences."""
+    label_columns = ["observed_wrong_pct", "train_images", "label_precision_pct", "label_recall_pct"]
+    lines = [
+        f"# Label-noise experiment `{name}` (IPC {ipc})",
+        "",
+        "Rows: the plain pipeline on the true labels (reference), then per noise setting the plain pipeline on the",
+        "noisy labels and the trust-aware one (detdistill.trust in front of the prototypes and the detector).",
+        "`observed_wrong_pct`: train labels the noise made wrong; `train_images`, `label_precision_pct`,",
+        "`label_recall_pct`: the images the prototypes and the detector train on, the share of their labels",
+        "that are right, and the share of rightly labelled images they keep (every image in the plain arms).",
+        "Accuracy: mean ± std in % over the evaluation seeds, models trained from scratch on the set and",
+        "tested on the real test split (never noisy). `judge wrong %`: the share of the set that the judge,",
+        "trained on the true labels in every arm, classifies as another class.",
+        f"Generator: {generator_note}",
+        "",
+    ]
+    for model, rows in table.groupby("model", sort=True):
+        wide = rows.drop_duplicates("dataset")[["setting", "pipeline", *[c for c in label_columns if c in rows]]].reset_index(drop=True)
+        for method in SHOWN_METHODS:
+            picked = rows[rows.method == method].set_index("dataset")
+            if picked.empty:
+                continue
+            cells = [f"{picked.at[d, 'mean']:.2f} ± {picked.at[d, 'std']:.2f}" if d in picked.index else "" for d in rows.dataset.unique()]
+            wide[method] = cells
+        for method in ["d4m", "conf_sim"]:
+            picked = rows[rows.method == method].set_index("dataset")
+            if not picked.empty:
+                wide[f"{method} judge wrong %"] = [picked.judge_wrong_label_pct.get(d, np.nan) for d in rows.dataset.unique()]
+        lines += [f"## {model}", "", wide.to_markdown(index=False), ""]
+    lines += [
+        "## Trust-aware minus plain, on the same noisy labels",
+        "",
+        "Per evaluation seed (same seed: same initialisation, data order and augmentation), conf_sim's accuracy",
+        "of the trust-aware arm minus the plain arm, in points, with a 95% t interval of the mean. Each set",
+        "comes from one generation and one detector per arm, so the interval leaves out the variance of",
+        "building the set.",
+        "",
+        paired.to_markdown(index=False) if len(paired) else "No trust-aware arms.",
+        "",
+    ]
+    return "\n".join(lines)
