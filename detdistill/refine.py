@@ -54,6 +54,17 @@ def cosine_sums(features: np.ndarray, normal_set: np.ndarray) -> np.ndarray:
     return (_unit(features) @ _unit(normal_set).T).sum(axis=1)
 
 
+def confidence_pool(p_target: np.ndarray, predicted: np.ndarray, target: int, *, beta: float, top_k: int) -> tuple[np.ndarray, bool]:
+    """conf_sim's pool (positions): the candidates predicted as `target` with p > beta, the top-k
+    by p (ties: lower index); if none passes, the single argmax-p candidate (fallback True)."""
+    p_target = np.asarray(p_target, dtype=np.float64)
+    predicted = np.asarray(predicted)
+    order_by_p = np.lexsort((np.arange(len(p_target)), -p_target))  # p descending, index ascending
+    valid = [i for i in order_by_p if predicted[i] == target and p_target[i] > beta]
+    fallback = not valid
+    return np.array([order_by_p[0]] if fallback else valid[:top_k]), fallback
+
+
 def select_candidate(
     p_target: np.ndarray,
     predicted: np.ndarray,
@@ -77,9 +88,7 @@ def select_candidate(
         pool = np.arange(len(p_target))
         fallback = False
     elif method == "conf_sim":
-        valid = [i for i in order_by_p if predicted[i] == target and p_target[i] > beta]
-        fallback = not valid
-        pool = np.array([order_by_p[0]] if fallback else valid[:top_k])
+        pool, fallback = confidence_pool(p_target, predicted, target, beta=beta, top_k=top_k)
     else:
         raise ValueError(f"unknown refinement method {method!r}; expected one of {METHODS}")
     best = min(pool, key=lambda i: (sims[i], -p_target[i], i))

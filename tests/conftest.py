@@ -44,3 +44,15 @@ def markdown_table_rows(text: str) -> list[list[str]]:
     """The cells of every header and body row of the pipe tables in `text` (separator rows left
     out), split at unescaped pipes, so an escaped `\\|` inside a class name stays in its cell."""
     return [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in text.splitlines() if line.startswith("| ")]
+
+
+def assert_stops_with(proc: subprocess.CompletedProcess, *expected: str) -> str:
+    """A non-zero exit and exactly one `error:` line, holding every expected text; no traceback."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    assert "Traceback" not in output and "Exception" not in output, output[-3000:]
+    lines = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, output[-3000:]
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]

@@ -15,7 +15,7 @@ from PIL import Image
 
 from detdistill.workflow import check_config
 
-from conftest import REPO, copy_workflow, markdown_table_rows, snakemake
+from conftest import REPO, assert_stops_with, copy_workflow, markdown_table_rows, snakemake
 
 TINY = yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text())["datasets"]["tiny"]
 # awkward folder names: a space, quotes, non-ASCII letters, markdown's table separator
@@ -46,18 +46,6 @@ def run(workdir: Path, target: str, datasets: dict, *args: str, top: dict | None
     config = workdir / f"{target.replace('/', '_')}.yaml"
     config.write_text(yaml.safe_dump({**(top or {}), "datasets": datasets}, allow_unicode=True))
     return snakemake(workdir, target, *args, "--configfile", config.name, check=False)
-
-
-def assert_stops_with(proc: subprocess.CompletedProcess, *expected: str) -> str:
-    """A non-zero exit and exactly one `error:` line, holding every expected text; no traceback."""
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output[-3000:]
-    assert "Traceback" not in output and "Exception" not in output, output[-3000:]
-    lines = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, output[-3000:]
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
 
 
 def assert_job_stops_with(proc: subprocess.CompletedProcess, log: Path, *expected: str) -> str:

@@ -35,7 +35,12 @@ def test_every_key_of_the_shipped_configs_has_a_row(schema):
     # the generator's training settings, detector and judge (sharing `classifier`) and evaluation
     # (`train`) are one section each, after the dataset's
     sections = dict(part.split("\n", 1) for part in document.split("\n## ")[1:])
-    assert list(sections) == ["Top level", "dataset", "embedded_train", "classifier", "train"]
+    assert list(sections) == ["Top level", "noise_experiment", "dataset", "label_noise", "embedded_train", "classifier", "train"]
+    noise = yaml.safe_load((REPO / "config" / "noise.yaml").read_text())["noise_experiments"]["noise_digits"]
+    for key in noise:
+        assert f"| `{key}` |" in sections["noise_experiment"], key
+    for key in noise["settings"]["asym40"]:
+        assert f"| `{key}` |" in sections["label_noise"], key
     for section, keys in [("embedded_train", digits["generator"]["train"]), ("classifier", digits["detector"]),
                           ("train", digits["detector"]["train"])]:
         for key in keys:

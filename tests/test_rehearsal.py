@@ -14,7 +14,7 @@ from conftest import REPO
 #: every rule with a benchmark file, as the workflow runs them for one dataset and IPC
 BENCHMARKED_RULES = {"prepare_data", "prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial",
                      "train_classifier", "score_initial", "detect_anomalies", "generate_candidates", "build_refined_set",
-                     "select_random_subset", "evaluate", "evaluate_full", "label_consistency", "set_quality", "aggregate_results"}
+                     "select_random_subset", "evaluate", "evaluate_full", "label_consistency", "set_quality", "refinement_figures", "aggregate_results"}
 
 
 @pytest.fixture(scope="module")

@@ -201,7 +201,7 @@ def test_changing_beta_reruns_only_downstream_jobs(tiny_run):
 
 def test_changing_top_k_reruns_only_conf_sim(tiny_run):
     jobs = _planned_jobs(tiny_run, _with_refinement(tiny_run, top_k=1))
-    assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "set_quality", "aggregate_results"}, jobs
+    assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "set_quality", "refinement_figures", "aggregate_results"}, jobs
     assert jobs["build_refined_set"] == 1
     assert jobs["evaluate"] == len(MODELS)
 
@@ -249,7 +249,7 @@ def test_report_embeds_every_declared_result(tiny_run):
     snakemake(tiny_run, "results/tiny_ipc2.csv", "--configfile", "tiny.yaml", "--report", "report.html")
     html = (tiny_run / "report.html").read_text()
     assert "detector-guided dataset distillation" in html  # workflow/report/workflow.rst
-    for category in ["Anomaly report", "Synthetic sets", "Accuracy", "Quality"]:
+    for category in ["Anomaly report", "Synthetic sets", "Refinement", "Accuracy", "Quality"]:
         assert category in html, category
     assert "tiny IPC 2" in html  # the subcategory of every entry
     for name in ["anomalies.md", "tiny_ipc2.csv", "tiny_ipc2_paired.md", "tiny_ipc2_quality.csv"]:
@@ -257,3 +257,6 @@ def test_report_embeds_every_declared_result(tiny_run):
     for method in ["d4m", "conf", "sim", "conf_sim"]:
         sheet = (results(tiny_run) / "ipc2" / "sets" / f"{method}.png").read_bytes()
         assert base64.b64encode(sheet).decode()[:4000] in html, f"{method}.png is not embedded"
+    for picture in ["flagged", "candidates"]:
+        drawn = (results(tiny_run) / "ipc2" / "figures" / f"{picture}.png").read_bytes()
+        assert base64.b64encode(drawn).decode()[:4000] in html, f"{picture}.png is not embedded"

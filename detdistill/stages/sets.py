@@ -71,3 +71,16 @@ def select_feature_subset(*, manifest_path, features_path, method: str, ipc: int
     subset["selection_rank"] = subset.groupby("label").cumcount()
     io.write_parquet(subset, out_path)
     log.info("%s: %d real train images, IPC %d", method, len(subset), ipc)
+
+
+def refinement_figures(*, anomalies_path, candidate_dirs, set_paths: dict, top_k: int, out_flagged, out_candidates) -> None:
+    """The report's pictures of the refinement (detdistill.figures): the initial set with its
+    flagged images beside the refined set, and the candidate panel of the flagged images."""
+    from .. import figures
+
+    anomalies = pd.read_parquet(anomalies_path)
+    sets = {method: pd.read_parquet(path) for method, path in set_paths.items()}
+    io.write_png(figures.flagged_figure(anomalies, sets["conf_sim"]), out_flagged)
+    class_names = dict(zip(anomalies.label, anomalies.class_name, strict=True))
+    panel = figures.candidates_figure(anomalies, data.read_image_dirs(candidate_dirs), sets, top_k, class_names)
+    io.write_png(panel if panel is not None else figures.placeholder("no image was flagged: no candidates"), out_candidates)

@@ -63,8 +63,9 @@ rule aggregate_results:
     input:
         tables=get_eval_tables,
         consistency="results/{dataset}_ipc{ipc}_consistency.csv",
-        # not read: the dataset's final target builds its side tables (as the consistency one)
+        # not read: the dataset's final target builds its side tables and pictures (as the consistency one)
         quality="results/{dataset}_ipc{ipc}_quality.csv",
+        figures="results/{dataset}/ipc{ipc}/figures/flagged.png",
     output:
         table=report(
             "results/{dataset}_ipc{ipc}.csv",

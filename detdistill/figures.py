@@ -1,0 +1,164 @@
+"""Pictures of the refinement for the report (issue 10, point 9), drawn with Pillow:
+
+- `flagged_figure`: the initial set (d4m) with every flagged image framed by its reason, beside the
+  refined set (conf_sim) with every replacement framed: what the detector rejected and what took
+  its place, one class per row.
+- `candidates_figure`: per flagged image (the paper's Fig. 4): the image, then its candidates from
+  the same prototype with the detector's target softmax under each; conf_sim's pool (predicted as
+  the target with p > beta, top-k) and its choice are framed, and the choices of the conf and sim
+  ablations are lettered.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from PIL import Image, ImageDraw
+
+CELL = 64  # pixels per image in the pictures (small sets are upscaled to be seen)
+BORDER = 4
+TEXT = 14  # height of a caption line under a cell
+COLOURS = {
+    "wrong_class": (220, 30, 30),  # the detector predicts another class
+    "low_confidence": (245, 150, 0),  # the target's softmax is below beta
+    "replaced": (30, 170, 60),  # conf_sim's choice, or an image it put in the set
+    "pool": (40, 110, 230),  # in conf_sim's pool but not chosen
+    "plain": (200, 200, 200),
+}
+#: flagged images per class shown in the candidate panel (a picture, not the whole table)
+CANDIDATE_ROWS_PER_CLASS = 3
+
+
+def _cell(path: str, colour: tuple[int, int, int] | None) -> Image.Image:
+    """The image at `path`, resized to CELL, framed in `colour` (white frame when None)."""
+    image = Image.open(path).convert("RGB")
+    # upscaled small images keep their pixels visible; large ones are downscaled smoothly
+    image = image.resize((CELL, CELL), Image.Resampling.NEAREST if image.width < CELL else Image.Resampling.LANCZOS)
+    framed = Image.new("RGB", (CELL + 2 * BORDER, CELL + 2 * BORDER), colour or (255, 255, 255))
+    framed.paste(image, (BORDER, BORDER))
+    return framed
+
+
+def _reason_colour(reason: str) -> tuple[int, int, int] | None:
+    """The frame of a flagged image by its anomaly-table reason (detdistill.stages.anomalies)."""
+    return {"label_mismatch": COLOURS["wrong_class"], "low_confidence": COLOURS["low_confidence"]}.get(reason)
+
+
+def _grid(rows: list[list[Image.Image]], title: str, gap: int = 2) -> Image.Image:
+    side = CELL + 2 * BORDER
+    width = max(len(r) for r in rows) * (side + gap) + gap
+    canvas = Image.new("RGB", (width, TEXT + len(rows) * (side + gap) + gap), (255, 255, 255))
+    ImageDraw.Draw(canvas).text((gap, 1), title, fill=(0, 0, 0))
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            canvas.paste(cell, (gap + c * (side + gap), TEXT + gap + r * (side + gap)))
+    return canvas
+
+
+def _side_by_side(images: list[Image.Image], gap: int = 16) -> Image.Image:
+    canvas = Image.new("RGB", (sum(i.width for i in images) + gap * (len(images) - 1), max(i.height for i in images)), (255, 255, 255))
+    x = 0
+    for image in images:
+        canvas.paste(image, (x, 0))
+        x += image.width + gap
+    return canvas
+
+
+def _legend(entries: list[tuple[str, str]], width: int) -> Image.Image:
+    canvas = Image.new("RGB", (width, TEXT + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = 2
+    for key, text in entries:
+        draw.rectangle([x, 3, x + 10, 13], fill=COLOURS[key])
+        draw.text((x + 14, 2), text, fill=(0, 0, 0))
+        x += 14 + int(draw.textlength(text)) + 14
+    return canvas
+
+
+def _stack(images: list[Image.Image]) -> Image.Image:
+    canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), (255, 255, 255))
+    y = 0
+    for image in images:
+        canvas.paste(image, (0, y))
+        y += image.height
+    return canvas
+
+
+def flagged_figure(anomalies: pd.DataFrame, refined: pd.DataFrame) -> Image.Image:
+    """The initial set with its flagged images framed (red: another class predicted; orange: the
+    target's softmax below beta) beside the refined set with its replacements framed green."""
+    initial_rows, refined_rows = [], []
+    ordered = anomalies.sort_values(["label", "prototype_id"])
+    by_image = refined.set_index("replaced_image_id")
+    for _, group in ordered.groupby("label", sort=True):
+        initial_rows.append([_cell(r.image_path, _reason_colour(r.reason) if r.defective else None) for r in group.itertuples()])
+        cells = []
+        for r in group.itertuples():
+            if r.defective and r.image_id in by_image.index:
+                cells.append(_cell(by_image.at[r.image_id, "image_path"], COLOURS["replaced"]))
+            else:
+                cells.append(_cell(r.image_path, None))
+        refined_rows.append(cells)
+    flagged = int(anomalies.defective.sum())
+    pictures = _side_by_side([
+        _grid(initial_rows, f"initial set (d4m): {flagged} of {len(anomalies)} flagged"),
+        _grid(refined_rows, "refined set (conf_sim): replacements framed"),
+    ])
+    legend = _legend([("wrong_class", "flagged: another class predicted"), ("low_confidence", "flagged: target softmax < beta"),
+                      ("replaced", "conf_sim's replacement")], pictures.width)
+    return _stack([pictures, legend])
+
+
+def candidates_figure(anomalies: pd.DataFrame, candidates: pd.DataFrame, sets: dict[str, pd.DataFrame], top_k: int,
+                      class_names: dict[int, str]) -> Image.Image | None:
+    """Per flagged image (up to CANDIDATE_ROWS_PER_CLASS per class): the flagged image, then its
+    candidates in index order, each captioned with its target softmax (and the predicted class when
+    another); framed green: conf_sim's choice; blue: the rest of conf_sim's pool; letters C and S:
+    the conf and sim ablations' choices. None when nothing was flagged."""
+    from .refine import confidence_pool
+
+    flagged = anomalies[anomalies.defective].sort_values(["label", "prototype_id"])
+    flagged = flagged.groupby("label", sort=True).head(CANDIDATE_ROWS_PER_CLASS)
+    if flagged.empty:
+        return None
+    chosen = {method: frame.dropna(subset=["replaced_image_id"]).set_index("replaced_image_id").candidate_index
+              for method, frame in sets.items()}
+    side = CELL + 2 * BORDER
+    rows = []
+    for item in flagged.itertuples():
+        cands = candidates[candidates.source_image_id == item.image_id].sort_values("candidate_index")
+        pool, fallback = confidence_pool(cands.p_target.to_numpy(), cands.predicted.to_numpy(), int(item.label),
+                                         beta=float(item.beta), top_k=top_k)
+        pool_index = set(cands.candidate_index.to_numpy()[pool].tolist())
+        row = Image.new("RGB", ((len(cands) + 1) * (side + 2) + 8, side + 2 * TEXT), (255, 255, 255))
+        draw = ImageDraw.Draw(row)
+        row.paste(_cell(item.image_path, _reason_colour(item.reason)), (0, 0))
+        # "fallback": no candidate passed beta, the pool is the single argmax-p candidate
+        draw.text((1, side), ("fallback" if fallback else f"{class_names.get(int(item.label), item.label)}")[:10], fill=(0, 0, 0))
+        draw.text((1, side + TEXT - 2), f"p={item.p_target:.2f}", fill=(0, 0, 0))
+        for c, cand in enumerate(cands.itertuples()):
+            index = int(cand.candidate_index)
+            is_choice = chosen.get("conf_sim", pd.Series(dtype=int)).get(item.image_id) == index
+            colour = COLOURS["replaced"] if is_choice else COLOURS["pool"] if index in pool_index else COLOURS["plain"]
+            x = 8 + (c + 1) * (side + 2)
+            row.paste(_cell(cand.image_path, colour), (x, 0))
+            caption = f"{cand.p_target:.2f}" + ("" if int(cand.predicted) == int(item.label) else f" >{cand.predicted}")
+            draw.text((x + 1, side), caption, fill=(0, 0, 0))
+            letters = "".join(letter for method, letter in (("conf", "C"), ("sim", "S"))
+                              if chosen.get(method, pd.Series(dtype=int)).get(item.image_id) == index)
+            if letters:
+                draw.text((x + 1, side + TEXT - 2), letters, fill=(0, 0, 0))
+        rows.append(row)
+    body = _stack(rows)
+    legend = _legend([("replaced", "conf_sim's choice"), ("pool", f"conf_sim's pool (target, p > beta, top-{top_k})"),
+                      ("plain", "other candidates; C / S: conf / sim choice")], body.width)
+    title = Image.new("RGB", (body.width, TEXT + 4), (255, 255, 255))
+    ImageDraw.Draw(title).text((2, 2), "flagged image (left, its softmax) and its candidates from the same prototype "
+                               "(target softmax, > predicted class when another)", fill=(0, 0, 0))
+    return _stack([title, body, legend])
+
+
+def placeholder(text: str) -> Image.Image:
+    """A small picture that says why there is nothing to draw (a report entry must be a file)."""
+    canvas = Image.new("RGB", (max(200, 7 * len(text)), 30), (255, 255, 255))
+    ImageDraw.Draw(canvas).text((4, 8), text, fill=(0, 0, 0))
+    return canvas

@@ -1,0 +1,157 @@
+"""Label-noise experiments (detdistill.experiments, issue 11): a `noise_experiments` entry becomes
+datasets that differ only in labels and trust, and one table of them. The expansion and the table
+are checked on hand-made inputs; the DAG (which arms run the trust stage, one-line errors) with -n;
+a whole tiny experiment runs under `-m long`."""
+
+import copy
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from detdistill import experiments
+from detdistill.experiments import CLEAN_LABELS, PLAIN, TRUST, ExperimentError
+
+from conftest import REPO, assert_stops_with, copy_workflow, markdown_table_rows, snakemake
+
+TINY = yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text())["datasets"]["tiny"]
+
+
+def config_with(spec: dict, **datasets) -> dict:
+    return {"datasets": {"tiny": copy.deepcopy(TINY), **datasets}, "noise_experiments": {"noisy": spec}}
+
+
+def test_expand_makes_one_dataset_per_arm_differing_only_in_labels_and_trust():
+    spec = {
+        "dataset": "tiny",
+        "settings": {"sym40": {"kind": "symmetric", "rate": 0.4}, "pairs": {"kind": "asymmetric", "rate": 0.2, "pairs": {"1": "2"}}},
+        "trust": {"rounds": 2},
+        "overrides": {"evaluation": {"models": ["convnet"]}},
+    }
+    config = config_with(spec)
+    config["datasets"]["tiny"]["source"]["label_noise"] = {"kind": "symmetric", "rate": 0.1}  # dropped in every arm
+    base = copy.deepcopy(config["datasets"]["tiny"])
+    experiments.expand(config)
+    assert config["datasets"]["tiny"] == base  # the base entry is not touched
+    names = ["noisy_clean", "noisy_sym40", "noisy_sym40_trust", "noisy_pairs", "noisy_pairs_trust"]
+    assert list(config["datasets"])[1:] == names
+    assert config["noise_experiments"]["noisy"]["ipc"] == 10  # the schema's default, filled in
+    for name in names:
+        entry = config["datasets"][name]
+        # overrides merge into nested sections: the evaluation's other keys stay the base's
+        assert entry["evaluation"]["models"] == ["convnet"]
+        assert entry["evaluation"]["seeds"] == base["evaluation"]["seeds"]
+        assert entry["trust"] == {"rounds": 2, "enabled": name.endswith("_trust")}
+        expected_noise = None if name == "noisy_clean" else spec["settings"][name.split("_")[1]]
+        assert entry["source"].get("label_noise") == expected_noise
+        # everything else is the base's
+        rest = {k: v for k, v in entry.items() if k not in ("evaluation", "trust", "source")}
+        assert rest == {k: v for k, v in base.items() if k not in ("evaluation", "trust", "source")}
+        assert {k: v for k, v in entry["source"].items() if k != "label_noise"} == {
+            k: v for k, v in base["source"].items() if k != "label_noise"
+        }
+    pipelines = [(a["dataset"], a["pipeline"]) for a in experiments.arms("noisy", config["noise_experiments"]["noisy"])]
+    assert pipelines == [(names[0], CLEAN_LABELS), (names[1], PLAIN), (names[2], TRUST), (names[3], PLAIN), (names[4], TRUST)]
+
+
+@pytest.mark.parametrize(
+    "spec, extra, message",
+    [
+        ({"dataset": "nope", "settings": {"a": {"kind": "symmetric", "rate": 0.2}}}, {}, "`noise_experiments.noisy.dataset` is 'nope'"),
+        ({"dataset": "tiny", "settings": {"clean": {"kind": "symmetric", "rate": 0.2}}}, {}, "settings.clean"),
+        ({"dataset": "tiny", "settings": {"a": {"kind": "symmetric", "rate": 0.2}}}, {"noisy_a_trust": TINY}, "'noisy_a_trust'"),
+    ],
+)
+def test_expand_refuses_what_it_cannot_build(spec, extra, message):
+    with pytest.raises(ExperimentError, match=re.escape(message)):
+        experiments.expand(config_with(spec, **extra))
+
+
+def test_label_scores_by_hand():
+    observed = np.array([0, 0, 1, 1, 2, 2])
+    clean = np.array([0, 1, 1, 1, 2, 0])  # images 1 and 5 mislabelled
+    # kept: 0, 2, 3 and 5 (recalibrated to its true class 0); image 1 (wrong) and 4 (right) dropped
+    used = np.array([0, 0, 1, 1, 2, 0])
+    kept = np.array([True, False, True, True, False, True])
+    scores = experiments.label_scores(observed, clean, used, kept)
+    assert scores == {"train_images": 4, "train_images_pct": 66.67, "observed_wrong_pct": 33.33,
+                      "label_precision_pct": 100.0, "label_recall_pct": 75.0}
+    plain = experiments.label_scores(observed, clean, observed, np.ones(6, dtype=bool))
+    assert (plain["label_precision_pct"], plain["label_recall_pct"]) == (66.67, 100.0)
+
+
+def _runs(accuracies: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [{"method": m, "model": "convnet", "seed": s, "test_accuracy_pct": a} for m, values in accuracies.items() for s, a in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_table_and_paired_trust_minus_plain_per_seed():
+    arm_list = experiments.arms("e", {"settings": {"s": {"kind": "symmetric", "rate": 0.4}}})
+    runs = {
+        "e_clean": _runs({"conf_sim": [90, 91, 92]}),
+        "e_s": _runs({"conf_sim": [70, 74, 71], "d4m": [60, 60, 60]}),
+        "e_s_trust": _runs({"conf_sim": [80, 81, 85], "d4m": [0, 0, 0]}),
+    }
+    paired = experiments.paired_rows(runs, arm_list)
+    assert paired[["setting", "model", "method", "seeds"]].values.tolist() == [["s", "convnet", "conf_sim", 3]]
+    assert paired.mean_diff.item() == pytest.approx(np.mean([10, 7, 14]), abs=0.005)  # per seed, not of the means
+    assert paired.ci_low.item() < paired.mean_diff.item() < paired.ci_high.item()
+
+    summaries = [r.groupby(["model", "method"]).test_accuracy_pct.agg(mean="mean", std="std", seeds="count").reset_index()
+                 for r in runs.values()]
+    consistencies = [pd.DataFrame({"method": ["conf_sim", "d4m"], "judge_wrong_label_pct": [float(i), 50.0]}) for i in range(3)]
+    arm_rows = [{"dataset": a["dataset"], "setting": a["setting"], "pipeline": a["pipeline"], "train_images": 10 - i}
+                for i, a in enumerate(arm_list)]
+    table = experiments.experiment_table(arm_rows, summaries, consistencies)
+    row = table[(table.dataset == "e_s_trust") & (table.method == "conf_sim")].iloc[0]
+    assert (row.pipeline, row.train_images, row.judge_wrong_label_pct) == (TRUST, 8, 2.0)
+    assert row["mean"] == pytest.approx(82.0)
+    markdown = experiments.experiment_markdown("e", table, paired, "fixed", 10)
+    cells = markdown_table_rows(markdown)
+    header = cells[0]
+    trust_row = next(r for r in cells if r[:2] == ["s", TRUST])
+    assert trust_row[header.index("conf_sim")] == "82.00 ± 2.65"
+    assert trust_row[header.index("conf_sim judge wrong %")] == "2"
+
+
+def tiny_experiment(workdir, spec: dict) -> str:
+    (workdir / "noise.yaml").write_text(yaml.safe_dump({"noise_experiments": {"noisy": spec}}))
+    return "noise.yaml"
+
+
+def test_dag_runs_the_trust_stage_in_trust_arms_only_and_stops_on_a_bad_base(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    spec = {"dataset": "tiny", "ipc": 2, "settings": {"sym40": {"kind": "symmetric", "rate": 0.4}}}
+    config = tiny_experiment(workdir, spec)
+    plan = snakemake(workdir, "results/experiments/noisy.md", "--configfile", "tiny.yaml", config, "-n").stdout
+    trust_jobs = re.findall(r"rule trust_split:.*?wildcards: dataset=(\w+)", plan, flags=re.S)
+    assert trust_jobs == ["noisy_sym40_trust"]
+    assert len(re.findall(r"rule prepare_data:", plan)) == 3
+    spec["dataset"] = "tinyy"
+    proc = snakemake(workdir, "results/experiments/noisy.md", "--configfile", "tiny.yaml", tiny_experiment(workdir, spec), "-n",
+                     check=False)
+    assert_stops_with(proc, "`noise_experiments.noisy.dataset` is 'tinyy'", "tiny")
+
+
+@pytest.mark.long
+def test_tiny_experiment_table_matches_its_arms(tmp_path):
+    """The whole tiny experiment (3 arms: clean, 40% symmetric plain and trust-aware)."""
+    workdir = copy_workflow(tmp_path / "wf")
+    spec = {"dataset": "tiny", "ipc": 2, "settings": {"sym40": {"kind": "symmetric", "rate": 0.4}},
+            "trust": {"rounds": 2, "warmup_epochs": 6, "epochs_per_round": 2},
+            "overrides": {"evaluation": {"models": ["convnet"], "baselines": ["random"]}}}
+    snakemake(workdir, "results/experiments/noisy.md", "--configfile", "tiny.yaml", tiny_experiment(workdir, spec))
+    table = pd.read_csv(workdir / "results" / "experiments" / "noisy.csv")
+    assert sorted(table.dataset.unique()) == ["noisy_clean", "noisy_sym40", "noisy_sym40_trust"]
+    for dataset, rows in table.groupby("dataset"):
+        summary = pd.read_csv(workdir / "results" / f"{dataset}_ipc2_summary.csv")
+        merged = rows.merge(summary, on=["model", "method"], suffixes=("", "_arm"))
+        assert len(merged) == len(summary) and np.allclose(merged["mean"], merged["mean_arm"])
+    samples = pd.read_parquet(workdir / "results" / "noisy_sym40_trust" / "trust" / "samples.parquet")
+    trust_row = table[table.dataset == "noisy_sym40_trust"].iloc[0]
+    assert trust_row.train_images == int(samples.trusted.sum())
+    plain_row = table[table.dataset == "noisy_sym40"].iloc[0]
+    assert plain_row.observed_wrong_pct == pytest.approx(40, abs=1.5) and plain_row.label_recall_pct == 100
+    assert (workdir / "results" / "experiments" / "noisy.md").read_text().count("## ") >= 2
