@@ -57,6 +57,6 @@ rule refinement_figures:
     conda:
         "../envs/detdistill.yaml"
     params:
-        top_k=get_top_k,
+        top_k=lambda wildcards: dataset_config(wildcards)["refinement"]["top_k"],
     script:
         "../scripts/refinement_figures.py"
