@@ -83,7 +83,8 @@ TINY_CLASSES, TINY_COUNTS, TINY_SIZE, TINY_MODELS = 2, (12, 4), 32, ["convnet"]
 #: the workflow's stages in pipeline order, for the tables (rules not listed follow, by name)
 RULE_ORDER = ["prepare_data", "prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial",
               "train_classifier", "score_initial", "detect_anomalies", "generate_candidates", "build_refined_set",
-              "select_random_subset", "evaluate", "evaluate_full", "label_consistency", "aggregate_results"]
+              "select_random_subset", "evaluate", "evaluate_full", "label_consistency", "set_quality", "refinement_figures",
+              "aggregate_results"]
 #: issue "Paper-scale speed": `results/imagenette_ipc10.csv` on one H100
 TARGETS_S = {"without_full_data": 30 * 60, "full_data": 45 * 60}
 #: the fewest rehearsal epochs of a training: the fixed part is fitted from 1 and this many

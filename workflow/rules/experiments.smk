@@ -18,6 +18,8 @@ rule noise_experiment:
         ),
     log:
         "logs/noise_experiment/{experiment}.log",
+    benchmark:
+        "benchmarks/noise_experiment/{experiment}.tsv"
     conda:
         "../envs/detdistill.yaml"
     params:

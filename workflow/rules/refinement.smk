@@ -54,6 +54,8 @@ rule refinement_figures:
         ),
     log:
         "logs/refinement_figures/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/refinement_figures/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
     params:
