@@ -94,26 +94,12 @@ def generator_note(entry: dict) -> str:
             "also reaches its class conditioning.")
 
 
-def label_scores(observed: np.ndarray, clean: np.ndarray | None, used: np.ndarray, kept: np.ndarray) -> dict:
-    """How right the labels a pipeline trains on are. `observed`: the noisy labels of every train
-    image; `clean`: their true labels (None: unknown); `used`: the labels trained on (observed, or
-    recalibrated); `kept`: which images are trained on. Precision: the share of kept images whose
-    used label is right; recall: the share of rightly labelled images (observed == clean) kept."""
-    observed, used, kept = np.asarray(observed), np.asarray(used), np.asarray(kept, dtype=bool)
-    row = {"train_images": int(kept.sum()), "train_images_pct": round(100 * float(kept.mean()), 2)}
-    if clean is None:
-        return row
-    clean = np.asarray(clean)
-    was_right = observed == clean
-    row["observed_wrong_pct"] = round(100 * float(1 - was_right.mean()), 2)
-    row["label_precision_pct"] = round(100 * float((used == clean)[kept].mean()), 2) if kept.any() else float("nan")
-    row["label_recall_pct"] = round(100 * float(kept[was_right].mean()), 2) if was_right.any() else float("nan")
-    return row
-
-
 def arm_label_scores(manifest: pd.DataFrame, samples: pd.DataFrame | None) -> dict:
-    """label_scores of one arm: every train image with its observed label (plain arms), or the
-    trust stage's trusted images with their labels (`samples`, trust arms)."""
+    """detdistill.trust.label_scores of one arm: every train image with its observed label (plain
+    arms), or the trust stage's trusted images with their labels (`samples`, trust arms). Without
+    `clean_label` (the clean arm) the observed labels are the true ones."""
+    from .trust import label_scores
+
     train = manifest[manifest.split == "train"]
     observed = train.label.to_numpy()
     clean = train.clean_label.to_numpy() if "clean_label" in train.columns else observed

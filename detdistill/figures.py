@@ -54,12 +54,16 @@ def _grid(rows: list[list[Image.Image]], title: str, gap: int = 2) -> Image.Imag
     return canvas
 
 
-def _side_by_side(images: list[Image.Image], gap: int = 16) -> Image.Image:
-    canvas = Image.new("RGB", (sum(i.width for i in images) + gap * (len(images) - 1), max(i.height for i in images)), (255, 255, 255))
-    x = 0
-    for image in images:
-        canvas.paste(image, (x, 0))
-        x += image.width + gap
+def _join(images: list[Image.Image], *, across: bool, gap: int = 0) -> Image.Image:
+    """`images` pasted on white, left to right (`across`) or top to bottom, `gap` pixels apart."""
+    along = [i.width if across else i.height for i in images]
+    thick = max(i.height if across else i.width for i in images)
+    length = sum(along) + gap * (len(images) - 1)
+    canvas = Image.new("RGB", (length, thick) if across else (thick, length), (255, 255, 255))
+    offset = 0
+    for image, size in zip(images, along, strict=True):
+        canvas.paste(image, (offset, 0) if across else (0, offset))
+        offset += size + gap
     return canvas
 
 
@@ -71,15 +75,6 @@ def _legend(entries: list[tuple[str, str]], width: int) -> Image.Image:
         draw.rectangle([x, 3, x + 10, 13], fill=COLOURS[key])
         draw.text((x + 14, 2), text, fill=(0, 0, 0))
         x += 14 + int(draw.textlength(text)) + 14
-    return canvas
-
-
-def _stack(images: list[Image.Image]) -> Image.Image:
-    canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), (255, 255, 255))
-    y = 0
-    for image in images:
-        canvas.paste(image, (0, y))
-        y += image.height
     return canvas
 
 
@@ -99,13 +94,13 @@ def flagged_figure(anomalies: pd.DataFrame, refined: pd.DataFrame) -> Image.Imag
                 cells.append(_cell(r.image_path, None))
         refined_rows.append(cells)
     flagged = int(anomalies.defective.sum())
-    pictures = _side_by_side([
+    pictures = _join([
         _grid(initial_rows, f"initial set (d4m): {flagged} of {len(anomalies)} flagged"),
         _grid(refined_rows, "refined set (conf_sim): replacements framed"),
-    ])
+    ], across=True, gap=16)
     legend = _legend([("wrong_class", "flagged: another class predicted"), ("low_confidence", "flagged: target softmax < beta"),
                       ("replaced", "conf_sim's replacement")], pictures.width)
-    return _stack([pictures, legend])
+    return _join([pictures, legend], across=False)
 
 
 def candidates_figure(anomalies: pd.DataFrame, candidates: pd.DataFrame, sets: dict[str, pd.DataFrame], top_k: int,
@@ -148,13 +143,13 @@ def candidates_figure(anomalies: pd.DataFrame, candidates: pd.DataFrame, sets: d
             if letters:
                 draw.text((x + 1, side + TEXT - 2), letters, fill=(0, 0, 0))
         rows.append(row)
-    body = _stack(rows)
+    body = _join(rows, across=False)
     legend = _legend([("replaced", "conf_sim's choice"), ("pool", f"conf_sim's pool (target, p > beta, top-{top_k})"),
                       ("plain", "other candidates; C / S: conf / sim choice")], body.width)
     title = Image.new("RGB", (body.width, TEXT + 4), (255, 255, 255))
     ImageDraw.Draw(title).text((2, 2), "flagged image (left, its softmax) and its candidates from the same prototype "
                                "(target softmax, > predicted class when another)", fill=(0, 0, 0))
-    return _stack([title, body, legend])
+    return _join([title, body, legend], across=False)
 
 
 def placeholder(text: str) -> Image.Image:

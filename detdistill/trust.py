@@ -117,15 +117,30 @@ def recalibrate(features: np.ndarray, probs: np.ndarray, labels: np.ndarray, tru
     return result
 
 
+def label_scores(observed: np.ndarray, clean: np.ndarray, used: np.ndarray, kept: np.ndarray) -> dict:
+    """How right the labels a stage trains on are. `observed`: the noisy labels of every train
+    image; `clean`: their true labels; `used`: the labels trained on (observed, or recalibrated);
+    `kept`: which images are trained on. Precision: the share of kept images whose used label is
+    right; recall: the share of rightly labelled images (observed == clean) kept."""
+    observed, clean, used, kept = np.asarray(observed), np.asarray(clean), np.asarray(used), np.asarray(kept, dtype=bool)
+    was_right = observed == clean
+    return {
+        "train_images": int(kept.sum()),
+        "train_images_pct": round(100 * float(kept.mean()), 2),
+        "observed_wrong_pct": round(100 * float(1 - was_right.mean()), 2),
+        "label_precision_pct": round(100 * float((used == clean)[kept].mean()), 2) if kept.any() else float("nan"),
+        "label_recall_pct": round(100 * float(kept[was_right].mean()), 2) if was_right.any() else float("nan"),
+    }
+
+
 def _round_row(round_index: int, trusted: np.ndarray, labels: np.ndarray, observed: np.ndarray, clean: np.ndarray | None,
                recalibrated: np.ndarray) -> dict:
     row = {"round": round_index, "trusted": int(trusted.sum()), "trusted_pct": round(100 * float(trusted.mean()), 2),
            "recalibrated": int((recalibrated >= 0).sum())}
     if clean is not None:
-        correct_label = labels == clean
-        row["trusted_precision_pct"] = round(100 * float(correct_label[trusted].mean()), 2) if trusted.any() else float("nan")
-        was_clean = observed == clean
-        row["trusted_recall_pct"] = round(100 * float(trusted[was_clean].mean()), 2) if was_clean.any() else float("nan")
+        scores = label_scores(observed, clean, labels, trusted)
+        row["trusted_precision_pct"] = scores["label_precision_pct"]
+        row["trusted_recall_pct"] = scores["label_recall_pct"]
         moved = recalibrated >= 0
         row["recalibration_accuracy_pct"] = round(100 * float((recalibrated[moved] == clean[moved]).mean()), 2) if moved.any() else float("nan")
     return row

@@ -13,6 +13,7 @@ import yaml
 
 from detdistill import experiments
 from detdistill.experiments import CLEAN_LABELS, PLAIN, TRUST, ExperimentError
+from detdistill.trust import label_scores
 
 from conftest import REPO, assert_stops_with, copy_workflow, markdown_table_rows, snakemake
 
@@ -75,10 +76,10 @@ def test_label_scores_by_hand():
     # kept: 0, 2, 3 and 5 (recalibrated to its true class 0); image 1 (wrong) and 4 (right) dropped
     used = np.array([0, 0, 1, 1, 2, 0])
     kept = np.array([True, False, True, True, False, True])
-    scores = experiments.label_scores(observed, clean, used, kept)
+    scores = label_scores(observed, clean, used, kept)
     assert scores == {"train_images": 4, "train_images_pct": 66.67, "observed_wrong_pct": 33.33,
                       "label_precision_pct": 100.0, "label_recall_pct": 75.0}
-    plain = experiments.label_scores(observed, clean, observed, np.ones(6, dtype=bool))
+    plain = label_scores(observed, clean, observed, np.ones(6, dtype=bool))
     assert (plain["label_precision_pct"], plain["label_recall_pct"]) == (66.67, 100.0)
 
 
