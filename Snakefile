@@ -26,6 +26,7 @@ include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/quality.smk"
 include: "workflow/rules/experiments.smk"
+include: "workflow/rules/sweeps.smk"
 
 
 rule all:

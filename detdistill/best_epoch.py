@@ -13,6 +13,8 @@ from collections.abc import Callable
 import pandas as pd
 
 COLUMN = "best_epoch_test_accuracy"
+#: the summary's columns (mean, std over seeds, in %)
+SUMMARY_MEAN, SUMMARY_STD = "best_epoch_test_selected_mean", "best_epoch_test_selected_std"
 EPOCH_COLUMN = "best_epoch"
 
 
@@ -50,7 +52,7 @@ def summary_columns(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame | None
         return None
     return (
         table.groupby(keys, sort=True)[f"{COLUMN}_pct"]
-        .agg(best_epoch_test_selected_mean="mean", best_epoch_test_selected_std="std")
+        .agg(**{SUMMARY_MEAN: "mean", SUMMARY_STD: "std"})
         .reset_index()
-        .round({"best_epoch_test_selected_mean": 2, "best_epoch_test_selected_std": 2})
+        .round({SUMMARY_MEAN: 2, SUMMARY_STD: 2})
     )

@@ -125,7 +125,7 @@ def paired_rows(runs: dict[str, pd.DataFrame], arm_rows: list[dict], method: str
     """Per setting and model, `method`'s accuracy of the trust-aware arm minus the plain noisy arm,
     paired by evaluation seed, with the 95% t interval (detdistill.stats). `runs`: the per-run
     tables by arm dataset."""
-    from .stats import t_interval
+    from .stats import paired_row, round_differences
 
     rows = []
     by_key = {(a["setting"], a["pipeline"]): a["dataset"] for a in arm_rows}
@@ -135,13 +135,11 @@ def paired_rows(runs: dict[str, pd.DataFrame], arm_rows: list[dict], method: str
         plain, trusted = runs[by_key[(setting, PLAIN)]], runs[trust_arm]
         for model in sorted(set(trusted.model)):
             pick = [r[(r.model == model) & (r.method == method)].set_index("seed").test_accuracy_pct for r in (trusted, plain)]
-            diff = (pick[0] - pick[1]).dropna()
-            if diff.empty:
-                continue
-            low, high = t_interval(diff.to_numpy())
-            rows.append({"setting": setting, "model": model, "method": method, "seeds": len(diff),
-                         "mean_diff": round(float(diff.mean()), 2) + 0.0, "ci_low": round(low, 2) + 0.0, "ci_high": round(high, 2) + 0.0})
-    return pd.DataFrame(rows, columns=["setting", "model", "method", "seeds", "mean_diff", "ci_low", "ci_high"])
+            row = paired_row(*pick)
+            if row is not None:
+                rows.append({"setting": setting, "model": model, "method": method, **row})
+    columns = ["setting", "model", "method", "seeds", "mean_diff", "ci_low", "ci_high"]
+    return round_differences(pd.DataFrame(rows, columns=columns))
 
 
 def experiment_markdown(name: str, table: pd.DataFrame, paired: pd.DataFrame, generator_note: str, ipc: int) -> str:

@@ -119,6 +119,11 @@ def write_text(text: str, path) -> None:
         tmp.write_text(text)
 
 
+def write_bytes(data: bytes, path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_png(image, path, owner: bool = True) -> None:
     """Write a float tensor (3,H,W) in [0,1] or a PIL image as PNG (`owner`: see atomic_path)."""
     from PIL import Image

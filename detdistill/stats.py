@@ -50,36 +50,43 @@ def _verdict(low: float, high: float) -> str:
     return "not resolved"
 
 
+def paired_row(method_runs: pd.Series, baseline_runs: pd.Series) -> dict | None:
+    """`method_runs` minus `baseline_runs` (both indexed by evaluation seed) over the seeds both
+    have: their count, mean, sample std, 95% t interval, the verdict the interval supports
+    ("higher", "lower", "not resolved" when it holds 0) and the per-seed differences, unrounded;
+    None when no seed is shared."""
+    differences = (method_runs - baseline_runs).dropna().sort_index()
+    if differences.empty:
+        return None
+    low, high = t_interval(differences.to_numpy())
+    return {
+        "seeds": len(differences),
+        "mean_diff": differences.mean(),
+        "std_diff": differences.std(),  # pandas: sample std (ddof 1), NaN for one seed
+        "ci_low": low,
+        "ci_high": high,
+        "verdict": _verdict(low, high) if len(differences) > 1 else "one seed",
+        "per_seed": " ".join(f"{seed}:{d:+.2f}" for seed, d in differences.items()),
+    }
+
+
+def round_differences(frame: pd.DataFrame) -> pd.DataFrame:
+    """The paired columns to 2 decimals; + 0.0: no "-0.0" for a tiny negative mean."""
+    rounded = [column for column in ["mean_diff", "std_diff", "ci_low", "ci_high"] if column in frame]
+    frame[rounded] = frame[rounded].round(2) + 0.0
+    return frame
+
+
 def paired_differences(table: pd.DataFrame, metric: str = "test_accuracy_pct") -> pd.DataFrame:
-    """One row per (model, method, baseline): the per-seed differences of `metric` over the seeds
-    both were evaluated with, their mean, sample std and 95% t interval, and the verdict the
-    interval supports ("higher", "lower", "not resolved" when it holds 0)."""
+    """One row per (model, method, baseline): `paired_row` of the two methods' per-seed `metric`."""
     rows = []
     for model, runs in table.groupby("model", sort=True):
         by_seed = runs.pivot(index="seed", columns="method", values=metric).sort_index()
         for method, baseline in comparisons(by_seed.columns):
-            differences = (by_seed[method] - by_seed[baseline]).dropna()
-            if differences.empty:
-                continue
-            low, high = t_interval(differences.to_numpy())
-            rows.append(
-                {
-                    "model": model,
-                    "method": method,
-                    "baseline": baseline,
-                    "seeds": len(differences),
-                    "mean_diff": differences.mean(),
-                    "std_diff": differences.std(),  # pandas: sample std (ddof 1), NaN for one seed
-                    "ci_low": low,
-                    "ci_high": high,
-                    "verdict": _verdict(low, high) if len(differences) > 1 else "one seed",
-                    "per_seed": " ".join(f"{seed}:{d:+.2f}" for seed, d in differences.items()),
-                }
-            )
-    paired = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
-    rounded = ["mean_diff", "std_diff", "ci_low", "ci_high"]
-    paired[rounded] = paired[rounded].round(2) + 0.0  # + 0.0: no "-0.0" for a tiny negative mean
-    return paired
+            row = paired_row(by_seed[method], by_seed[baseline])
+            if row is not None:
+                rows.append({"model": model, "method": method, "baseline": baseline, **row})
+    return round_differences(pd.DataFrame(rows, columns=PAIRED_COLUMNS))
 
 
 def paired_markdown(paired: pd.DataFrame, title: str) -> str:

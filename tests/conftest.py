@@ -32,6 +32,17 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
+def planned_jobs(workdir, configfile, target="results/tiny_ipc2.csv") -> dict[str, int]:
+    """Job counts of a dry run (`snakemake -n`), by rule; {} when nothing is to be done."""
+    args = [target, "-n"] + (["--configfile", configfile] if configfile else [])
+    out = snakemake(workdir, *args).stdout
+    if "Job stats:" not in out:
+        assert "Nothing to be done" in out, out[-3000:]
+        return {}
+    stats = out[out.index("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The whole workflow run once on the tiny config; tests read its artifacts."""

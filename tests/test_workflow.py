@@ -1,7 +1,6 @@
 """The real workflow through Snakemake on tiny digits data; assertions on the artifacts."""
 
 import json
-import re
 
 import pandas as pd
 import pytest
@@ -10,7 +9,7 @@ from PIL import Image
 
 from detdistill.data import build_manifest
 
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, planned_jobs, snakemake
 
 IPC = 2
 CLASSES = 3
@@ -158,14 +157,6 @@ def test_logs_and_benchmarks(tiny_run):
     assert (tiny_run / "benchmarks" / "train_classifier" / "tiny_detector.tsv").exists()
 
 
-def _planned_jobs(workdir, configfile, target="results/tiny_ipc2.csv"):
-    """Job counts of a dry run (`snakemake -n`), by rule."""
-    args = [target, "-n"] + (["--configfile", configfile] if configfile else [])
-    out = snakemake(workdir, *args).stdout
-    stats = out[out.index("Job stats:"):]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
-
-
 def _with_refinement(workdir, **changes):
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["datasets"]["tiny"]["refinement"].update(changes)
@@ -190,7 +181,7 @@ def test_reordering_config_keys_reruns_nothing(tiny_run):
 
 
 def test_changing_beta_reruns_only_downstream_jobs(tiny_run):
-    jobs = _planned_jobs(tiny_run, _with_refinement(tiny_run, beta=0.5))
+    jobs = planned_jobs(tiny_run, _with_refinement(tiny_run, beta=0.5))
     assert not UPSTREAM & set(jobs), jobs
     assert jobs["detect_anomalies"] == 1
     assert jobs["generate_candidates"] == 1  # classes_per_job 0: one job for every class
@@ -200,7 +191,7 @@ def test_changing_beta_reruns_only_downstream_jobs(tiny_run):
 
 
 def test_changing_top_k_reruns_only_conf_sim(tiny_run):
-    jobs = _planned_jobs(tiny_run, _with_refinement(tiny_run, top_k=1))
+    jobs = planned_jobs(tiny_run, _with_refinement(tiny_run, top_k=1))
     assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "set_quality", "refinement_figures", "aggregate_results"}, jobs
     assert jobs["build_refined_set"] == 1
     assert jobs["evaluate"] == len(MODELS)
@@ -222,10 +213,10 @@ def test_synthesis_jobs_per_class_group(tmp_path, dataset, target, configfile, c
     """classes_per_job 0 (the configs' default): one synthesis and one candidates job per IPC;
     1: one per class; 2: ceil(classes / 2)."""
     workdir = copy_workflow(tmp_path / "wf")
-    default = _planned_jobs(workdir, configfile, target)
+    default = planned_jobs(workdir, configfile, target)
     assert default["synthesize_initial"] == default["generate_candidates"] == 1, default
     for per_job, expected in [(1, classes), (2, -(-classes // 2))]:
-        jobs = _planned_jobs(workdir, _with_classes_per_job(workdir, dataset, configfile, per_job), target)
+        jobs = planned_jobs(workdir, _with_classes_per_job(workdir, dataset, configfile, per_job), target)
         assert jobs["synthesize_initial"] == jobs["generate_candidates"] == expected, (per_job, jobs)
         assert jobs["score_initial"] == jobs["detect_anomalies"] == 1
 
@@ -236,7 +227,7 @@ def test_changing_baselines_reruns_no_evaluation(tiny_run):
     config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     config["datasets"]["tiny"]["evaluation"]["baselines"] = ["random", "kcenter"]
     (tiny_run / "baselines.yaml").write_text(yaml.safe_dump(config))
-    jobs = _planned_jobs(tiny_run, "baselines.yaml")
+    jobs = planned_jobs(tiny_run, "baselines.yaml")
     assert set(jobs) <= {"aggregate_results", "set_quality"}, jobs
 
 

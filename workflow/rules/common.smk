@@ -1,4 +1,5 @@
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -7,6 +8,7 @@ from detdistill.experiments import ExperimentError
 from detdistill.experiments import arms as experiment_arms
 from detdistill.experiments import expand as expand_noise_experiments
 from detdistill.experiments import generator_note as experiment_generator_note
+from detdistill.sweeps import KNOB_METHODS, REFERENCE as SWEEP_REFERENCE, point_name
 from detdistill.workflow import check_config, check_writable, stop
 
 # Bad input stops the run with one line naming the cause and the fix (detdistill.workflow.stop),
@@ -28,6 +30,11 @@ wildcard_constraints:
     part="[0-9]+",
     method="|".join(["d4m", "conf", "sim", "conf_sim", "random", "herding", "kcenter"]),
     role="detector|judge",
+    # sweep points (workflow/rules/sweeps.smk): beta as the config writes it (Python's :g), top-k
+    knob="beta|top_k",
+    beta="[0-9.e-]+",
+    top_k="[0-9]+",
+    point="beta[0-9.e-]+|top_k[0-9]+",
 
 
 SYNTHETIC_METHODS = ["d4m", "conf", "sim", "conf_sim"]
@@ -195,25 +202,28 @@ def get_part_labels(wildcards):
     return parts[part]
 
 
-def get_part_dirs(step):
-    """An input function listing the class-group folders of `step` (initial, candidates)."""
+def get_part_dirs(step, under="", name=None):
+    """An input function listing the class-group folders of `step` (initial, candidates), in the
+    main tree or, with `under` (wildcards in braces), below it."""
 
     def part_dirs(wildcards):
         check_ipc(wildcards)
         return expand(
-            "results/{dataset}/ipc{ipc}/{step}/part{part}",
+            "results/{dataset}/ipc{ipc}/{under}{step}/part{part}",
             dataset=wildcards.dataset,
             ipc=wildcards.ipc,
+            under=under.format(**dict(wildcards.items())),
             step=step,
             part=range(len(get_class_parts(wildcards))),
         )
 
-    part_dirs.__name__ = f"get_{step}_dirs"
+    part_dirs.__name__ = f"get_{name or step}_dirs"
     return part_dirs
 
 
 get_initial_dirs = get_part_dirs("initial")
 get_candidate_dirs = get_part_dirs("candidates")
+get_sweep_candidate_dirs = get_part_dirs("candidates", under="sweep/beta{beta}/", name="sweep_candidate")
 
 
 def get_synthetic_sets(wildcards):
@@ -370,3 +380,57 @@ def get_experiment_inputs(wildcards):
 
 def get_experiment_generator_note(wildcards):
     return experiment_generator_note(config["datasets"][experiment_spec(wildcards)["dataset"]])
+
+
+# Sweeps (workflow/rules/sweeps.smk, detdistill.sweeps)
+def get_configured_knob_value(wildcards):
+    """The value of `wildcards.knob` the main tree was built with: its sweep point is the main
+    tree. None for beta when beta is calibrated (no fixed beta made the main sets)."""
+    refinement = dataset_config(wildcards)["refinement"]
+    if wildcards.knob == "beta":
+        return refinement["beta"] if refinement.get("beta_mode", "fixed") == "fixed" else None
+    return refinement["top_k"]
+
+
+def get_sweep_models(wildcards):
+    config_ = dataset_config(wildcards)
+    return config_["sweeps"].get("models") or config_["evaluation"]["models"]
+
+
+def get_knob_sweep_inputs(wildcards):
+    """Per value of the knob, in config order: its point's evaluation tables (the knob's methods x
+    the sweep models, the same order at every point) and anomaly table; d4m's evaluations."""
+    check_ipc(wildcards)
+    main = f"results/{wildcards.dataset}/ipc{wildcards.ipc}"
+    configured = get_configured_knob_value(wildcards)
+    models = get_sweep_models(wildcards)
+    evals, anomalies = [], []
+    for value in dataset_config(wildcards)["sweeps"][wildcards.knob]:
+        point = main if value == configured else f"{main}/sweep/{point_name(wildcards.knob, value)}"
+        evals += expand(
+            "{point}/eval/{method}/{model}.parquet", point=point, method=KNOB_METHODS[wildcards.knob], model=models
+        )
+        # top-k leaves the flagging as configured
+        anomalies.append(f"{point if wildcards.knob == 'beta' else main}/anomalies.parquet")
+    return {
+        "evals": evals,
+        "anomalies": anomalies,
+        "reference": expand("{main}/eval/{method}/{model}.parquet", main=main, method=SWEEP_REFERENCE, model=models),
+    }
+
+
+def get_per_ipc_tables(wildcards):
+    """Per IPC of `sweeps.ipc` (each its whole results/{dataset}_ipc{N}.csv target): its accuracy
+    summary, paired differences, set quality and label consistency tables. An IPC above a class's
+    train images stops the run here."""
+    ipcs = dataset_config(wildcards)["sweeps"]["ipc"]
+    for ipc in ipcs:
+        check_ipc(SimpleNamespace(dataset=wildcards.dataset, ipc=str(ipc)))
+    return {
+        table: [f"results/{wildcards.dataset}_ipc{ipc}_{table}.csv" for ipc in ipcs]
+        for table in ["summary", "paired", "quality", "consistency"]
+    }
+
+
+def get_ipc_sweep_summaries(wildcards):
+    return get_per_ipc_tables(wildcards)["summary"]
