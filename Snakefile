@@ -27,6 +27,7 @@ include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/quality.smk"
 include: "workflow/rules/experiments.smk"
 include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/replicates.smk"
 
 
 rule all:

@@ -72,6 +72,8 @@ def expand(config: dict) -> None:
                 )
             entry = copy.deepcopy(datasets[base])
             update_config(entry, copy.deepcopy(spec["overrides"]))
+            if "replicates" not in spec["overrides"]:  # an arm is built once unless the experiment asks
+                entry.pop("replicates", None)
             entry["source"].pop("label_noise", None)
             if arm["noise"] is not None:
                 entry["source"]["label_noise"] = copy.deepcopy(arm["noise"])

@@ -114,3 +114,14 @@ def aggregate(*, eval_paths, out_csv, out_summary, out_paired, out_paired_md, ti
     paired = paired_differences(table)
     io.write_csv(paired, out_paired)
     io.write_text(paired_markdown(paired, title), out_paired_md)
+
+
+def replicates(*, dataset: str, ipc: int, seeds: list[int], eval_paths: list[list[str]], out_csv, out_paired, out_md) -> None:
+    """`eval_paths[i]`: the evaluation tables of construction seed `seeds[i]` (detdistill.replicates)."""
+    from ..replicates import replicate_markdown, replicate_table
+
+    runs = {seed: pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True) for seed, paths in zip(seeds, eval_paths, strict=True)}
+    summary, paired = replicate_table(runs)
+    io.write_csv(summary, out_csv)
+    io.write_csv(paired, out_paired)
+    io.write_text(replicate_markdown(dataset, ipc, seeds, summary, paired), out_md)

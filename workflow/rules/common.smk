@@ -8,6 +8,9 @@ from detdistill.experiments import ExperimentError
 from detdistill.experiments import arms as experiment_arms
 from detdistill.experiments import expand as expand_noise_experiments
 from detdistill.experiments import generator_note as experiment_generator_note
+from detdistill.replicates import ReplicateError
+from detdistill.replicates import expand as expand_replicates
+from detdistill.replicates import replicate_names
 from detdistill.sweeps import KNOB_METHODS, REFERENCE as SWEEP_REFERENCE, point_name
 from detdistill.workflow import check_config, check_writable, stop
 
@@ -17,7 +20,9 @@ SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))
 try:
     # each label-noise experiment adds its arms as datasets (detdistill.experiments)
     expand_noise_experiments(config)
-except ExperimentError as error:
+    # each dataset's set-construction replicates too (detdistill.replicates)
+    expand_replicates(config)
+except (ExperimentError, ReplicateError) as error:
     stop(str(error))
 SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))  # the arms too
 validate(config, schema="../../config/schema.yaml")  # valid now: this only fills in the defaults
@@ -158,7 +163,8 @@ def get_generator(wildcards):
         check_sd_weights(generator["model"])
     shipped = generator.get("checkpoint")
     if not shipped:
-        return f"results/{wildcards.dataset}/generator"
+        # a set-construction replicate uses the generator of the dataset it repeats
+        return f"results/{dataset_config(wildcards).get('replicate_of') or wildcards.dataset}/generator"
     if not Path(shipped, "generator.json").is_file():
         stop(
             f"generator checkpoint folder {shipped!r} (datasets.{wildcards.dataset}.generator.checkpoint) "
@@ -434,3 +440,39 @@ def get_per_ipc_tables(wildcards):
 
 def get_ipc_sweep_summaries(wildcards):
     return get_per_ipc_tables(wildcards)["summary"]
+
+
+# Set-construction replicates (workflow/rules/replicates.smk, detdistill.replicates)
+def get_construction_seed(wildcards):
+    """The seed of K-means and the generation noise: the dataset's `construction_seed` (set on the
+    replicates), else the top-level `seed`, so the main runs' params are as before."""
+    seed = dataset_config(wildcards).get("construction_seed")
+    return config["seed"] if seed is None else seed
+
+
+def get_replicate_datasets(wildcards):
+    """The main dataset, then its replicates; stops when it has none."""
+    names = replicate_names(wildcards.dataset, dataset_config(wildcards))
+    if not names:
+        stop(
+            f"dataset {wildcards.dataset!r} has no replicates: set `datasets.{wildcards.dataset}.replicates.seeds` "
+            "(for example [1, 2]) to build its set more than once"
+        )
+    return [wildcards.dataset, *names]
+
+
+def get_replicate_seeds(wildcards):
+    return [get_construction_seed(wildcards), *dataset_config(wildcards)["replicates"]["seeds"]]
+
+
+def get_replicate_evals(wildcards):
+    """Every synthetic set's evaluations per construction (get_replicate_datasets' order), the
+    same methods and models each."""
+    check_ipc(wildcards)
+    return expand(
+        "results/{construction}/ipc{ipc}/eval/{method}/{model}.parquet",
+        construction=get_replicate_datasets(wildcards),
+        ipc=wildcards.ipc,
+        method=SYNTHETIC_METHODS,
+        model=dataset_config(wildcards)["evaluation"]["models"],
+    )

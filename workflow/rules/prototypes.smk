@@ -11,7 +11,7 @@ rule compute_prototypes:
     conda:
         "../envs/detdistill.yaml"
     params:
-        seed=config["seed"],
+        seed=get_construction_seed,
         prototypes=get_prototype_config,
     script:
         "../scripts/compute_prototypes.py"

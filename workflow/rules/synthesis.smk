@@ -29,7 +29,7 @@ rule synthesize_initial:
     params:
         labels=get_part_labels,
         synthesis=get_synthesis_config,
-        seed=config["seed"],
+        seed=get_construction_seed,
         cache=IMAGE_CACHE,
     script:
         "../scripts/synthesize_initial.py"
@@ -57,7 +57,7 @@ rule generate_candidates:
         labels=get_part_labels,
         synthesis=get_synthesis_config,
         n_candidates=get_n_candidates,
-        seed=config["seed"],
+        seed=get_construction_seed,
         cache=IMAGE_CACHE,
     script:
         "../scripts/generate_candidates.py"
