@@ -95,6 +95,8 @@ class GeneratedImageCache:
             "steps": int(synthesis_cfg["steps"]),
             "batch_size": int(synthesis_cfg.get("batch_size", 64)),
         }
+        if synthesis_cfg.get("output_size"):  # generated at another size than stored (generator.image_size)
+            self._base["output_size"] = int(synthesis_cfg["output_size"])
 
     def key(self, latent, latent_shape, label: int, seed: int) -> str:
         latent = np.ascontiguousarray(np.asarray(latent, dtype=np.float32))

@@ -47,9 +47,10 @@ def test_expand_makes_one_dataset_per_arm_differing_only_in_labels_and_trust():
         assert entry["trust"] == {"rounds": 2, "enabled": name.endswith("_trust")}
         expected_noise = None if name == "noisy_clean" else spec["settings"][name.split("_")[1]]
         assert entry["source"].get("label_noise") == expected_noise
+        assert "replicates" not in entry  # an arm is built once (the overrides could ask for replicates)
         # everything else is the base's
         rest = {k: v for k, v in entry.items() if k not in ("evaluation", "trust", "source")}
-        assert rest == {k: v for k, v in base.items() if k not in ("evaluation", "trust", "source")}
+        assert rest == {k: v for k, v in base.items() if k not in ("evaluation", "trust", "source", "replicates")}
         assert {k: v for k, v in entry["source"].items() if k != "label_noise"} == {
             k: v for k, v in base["source"].items() if k != "label_noise"
         }

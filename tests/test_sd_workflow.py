@@ -16,6 +16,7 @@ from sd_fixtures import IMAGE_SIZE, make_tiny_sd
 
 CLASSES = ["n01440764", "n03028079", "n03888257"]  # tench, church, parachute
 TRAIN_PER_CLASS, VAL_PER_CLASS, IPC = 12, 4, 10
+DATASET_SIZE = IMAGE_SIZE // 2
 
 
 def readme_gpu_command() -> list[str]:
@@ -55,8 +56,9 @@ def sd_run(tmp_path_factory):
             "imagenette": {
                 "source": {"classes": CLASSES},
                 "num_classes": len(CLASSES),
-                "image_size": IMAGE_SIZE,
-                "generator": {"model": str(model)},
+                # a small dataset generated at SD's working size and stored at its own (CIFAR-10 at 256 px)
+                "image_size": DATASET_SIZE,
+                "generator": {"model": str(model), "image_size": IMAGE_SIZE},
                 "synthesis": {"steps": 4, "batch_size": 20},
                 "refinement": {"n_candidates": 3},
                 "detector": {"train": small_train},
@@ -102,11 +104,14 @@ def test_prototypes_and_images_from_sd_vae(sd_run):
     base = sd_run / "results" / "imagenette"
     prototypes = pd.read_parquet(base / "ipc10" / "prototypes.parquet")
     assert prototypes.groupby("label").size().tolist() == [IPC] * 3
+    # latents and prototypes at the generator's working size, not the dataset's
     assert list(prototypes.latent_shape.iloc[0]) == [4, IMAGE_SIZE // 4, IMAGE_SIZE // 4]
     initial = pd.read_parquet(base / "ipc10" / "initial" / "part0" / "manifest.parquet")
     assert initial.groupby("label").size().tolist() == [IPC] * 3  # classes_per_job 0: one job for all
-    with Image.open(sd_run / initial.image_path.iloc[0]) as image:
-        assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
+    candidates = pd.read_parquet(base / "ipc10" / "candidates" / "part0" / "manifest.parquet")
+    for path in [initial.image_path.iloc[0], *candidates.image_path.iloc[:1]]:
+        with Image.open(sd_run / path) as image:
+            assert image.size == (DATASET_SIZE, DATASET_SIZE)  # stored at the dataset's size
 
 
 def test_accuracy_table(sd_run):

@@ -30,8 +30,10 @@ def prepare_generator(*, manifest_path, source_cfg: dict, image_size: int, gener
 
         # keys left out of the config keep write_generator_spec's defaults (one place for them)
         optional = {k: generator_cfg[k] for k in ("prompt_template", "negative_prompt", "scheduler") if k in generator_cfg}
+        # generator.image_size: SD's working resolution, when it is not the dataset's
         write_generator_spec(
-            out_dir, model=generator_cfg["model"], class_names=data.class_names(manifest), image_size=image_size, **optional
+            out_dir, model=generator_cfg["model"], class_names=data.class_names(manifest),
+            image_size=generator_cfg.get("image_size") or image_size, **optional
         )
         return
     from ..generators.embedded import train_embedded_generator
@@ -113,7 +115,13 @@ def generate_chunks(generator, rows: pd.DataFrame, synthesis_cfg: dict, desc: st
             guidance=synthesis_cfg["guidance"],
             steps=synthesis_cfg["steps"],
         )
-        yield chunk, images[: len(chunk)]
+        images = images[: len(chunk)]
+        output_size = synthesis_cfg.get("output_size")
+        if output_size and images.shape[-1] != output_size:
+            # generated at generator.image_size, stored at the dataset's (antialiased, as real images are loaded)
+            images = torch.nn.functional.interpolate(images.float(), size=(output_size, output_size), mode="bilinear",
+                                                     align_corners=False, antialias=True).clamp(0, 1)
+        yield chunk, images
 
 
 def _write_generated(generator_dir, rows: pd.DataFrame, names: list[str], synthesis_cfg: dict, folder: Path, desc: str,

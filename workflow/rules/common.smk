@@ -118,6 +118,12 @@ def get_image_size(wildcards):
     return dataset_config(wildcards)["image_size"]
 
 
+def get_generation_size(wildcards):
+    """The size Stable Diffusion works at: `generator.image_size` where set, else the dataset's."""
+    entry = dataset_config(wildcards)
+    return entry["generator"].get("image_size") or entry["image_size"]
+
+
 def get_num_classes(wildcards):
     """Known before any job runs, so per-class jobs can be listed: the `source.classes` subset, else
     the source's class folders or class table; `num_classes`, where set, must agree."""
@@ -273,7 +279,26 @@ def get_section(name):
 
 
 get_generator_config = get_section("generator")
-get_synthesis_config = get_section("synthesis")
+_synthesis_section = get_section("synthesis")
+
+
+def get_synthesis_config(wildcards):
+    """The `synthesis` section; with `generator.image_size` other than the dataset's, also the
+    size the generated images are stored at (`output_size`). Left out otherwise, so runs made
+    before the option keep their params."""
+    section = _synthesis_section(wildcards)
+    entry = dataset_config(wildcards)
+    working = entry["generator"].get("image_size")
+    if working is not None and entry["generator"]["backend"] != "sd15":
+        stop(
+            f"`datasets.{wildcards.dataset}.generator.image_size` is for the sd15 backend (Stable Diffusion's working "
+            "resolution); the embedded generator works at the dataset's image_size: remove the key"
+        )
+    if working is not None and working != entry["image_size"]:
+        section["output_size"] = entry["image_size"]
+    return section
+
+
 get_prototype_config = get_section("prototypes")
 
 

@@ -41,6 +41,7 @@ rule encode_latents:
         gpu=1,
     params:
         source=get_source,
-        image_size=get_image_size,
+        # real images loaded at the generator's working size (generator.image_size, sd15)
+        image_size=get_generation_size,
     script:
         "../scripts/encode_latents.py"
