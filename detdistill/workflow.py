@@ -145,3 +145,13 @@ def describe_config_error(errors) -> str:
     value = repr(error.instance)
     value = value if len(value) <= 80 else value[:77] + "..."
     return f"config key `{key}` = {value} is not allowed: {error.message}; fix it in your config file (config/schema.yaml describes it)"
+
+
+def split_evenly(items, parts: int) -> list[list]:
+    """`items` cut into `parts` equal consecutive lists: a rule's flat input list of per-point (or
+    per-construction) files, each point contributing the same files in the same order."""
+    items = list(items)
+    size, rest = divmod(len(items), parts)
+    if rest:
+        raise ValueError(f"{len(items)} inputs do not split into {parts} equal parts")
+    return [items[i * size : (i + 1) * size] for i in range(parts)]
