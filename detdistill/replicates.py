@@ -21,7 +21,6 @@ import copy
 import pandas as pd
 
 REPLICATE = "{name}_rep{seed}"
-SHOWN = ["d4m", "conf", "sim", "conf_sim"]
 
 
 class ReplicateError(ValueError):
@@ -58,7 +57,7 @@ def replicate_table(runs: dict[int, pd.DataFrame]) -> tuple[pd.DataFrame, pd.Dat
     """`runs`: per construction seed, the per-run evaluation rows (model, method, seed,
     test_accuracy) of its synthetic sets. Returns the per-(model, method) summary over all runs
     and the per-construction means, and the paired differences to d4m."""
-    from .stats import paired_row, t_interval
+    from .stats import paired_row, round_differences, t_interval
 
     frames = [frame.assign(construction_seed=seed, pct=100 * frame.test_accuracy) for seed, frame in sorted(runs.items())]
     table = pd.concat(frames, ignore_index=True)
@@ -71,24 +70,22 @@ def replicate_table(runs: dict[int, pd.DataFrame]) -> tuple[pd.DataFrame, pd.Dat
                              "per_construction": " ".join(f"{s}:{v:.2f}" for s, v in per_construction.items())})
         if method == "d4m":
             continue
-        reference = table[(table.model == model) & (table.method == "d4m")]
         key = ["construction_seed", "seed"]
-        pairs = paired_row(group.set_index(key).pct, reference.set_index(key).pct)
+        runs_pct = group.set_index(key).pct
+        reference_pct = table[(table.model == model) & (table.method == "d4m")].set_index(key).pct
+        pairs = paired_row(runs_pct, reference_pct)
         if pairs is None:
             continue
-        diffs = (group.set_index(key).pct - reference.set_index(key).pct).dropna()
-        by_construction = diffs.groupby(level="construction_seed").mean()
+        by_construction = (runs_pct - reference_pct).dropna().groupby(level="construction_seed").mean()
         low, high = t_interval(by_construction.to_numpy())
         paired_rows.append({"model": model, "method": method, "baseline": "d4m", "constructions": len(by_construction),
                             "pairs": pairs["seeds"], "mean_diff": pairs["mean_diff"],
                             "ci_low_constructions": low, "ci_high_constructions": high,
                             "ci_low_pairs": pairs["ci_low"], "ci_high_pairs": pairs["ci_high"],
                             "per_construction": " ".join(f"{s}:{v:+.2f}" for s, v in by_construction.items())})
-    summary = pd.DataFrame(summary_rows)
-    paired = pd.DataFrame(paired_rows)
-    numeric = [c for c in paired.columns if c.startswith(("mean", "ci_"))]
-    paired[numeric] = paired[numeric].astype(float).round(2) + 0.0
-    summary[["mean", "std_all_runs", "std_between_constructions"]] = summary[["mean", "std_all_runs", "std_between_constructions"]].round(2) + 0.0
+    summary = round_differences(pd.DataFrame(summary_rows), ["mean", "std_all_runs", "std_between_constructions"])
+    paired = round_differences(pd.DataFrame(paired_rows), ["mean_diff", "ci_low_constructions", "ci_high_constructions",
+                                                            "ci_low_pairs", "ci_high_pairs"])
     return summary, paired
 
 

@@ -70,10 +70,11 @@ def paired_row(method_runs: pd.Series, baseline_runs: pd.Series) -> dict | None:
     }
 
 
-def round_differences(frame: pd.DataFrame) -> pd.DataFrame:
-    """The paired columns to 2 decimals; + 0.0: no "-0.0" for a tiny negative mean."""
-    rounded = [column for column in ["mean_diff", "std_diff", "ci_low", "ci_high"] if column in frame]
-    frame[rounded] = frame[rounded].round(2) + 0.0
+def round_differences(frame: pd.DataFrame, columns=("mean_diff", "std_diff", "ci_low", "ci_high")) -> pd.DataFrame:
+    """`columns` (those the frame has; by default the paired ones) to 2 decimals, as floats (a
+    missing difference is NaN); + 0.0: no "-0.0" for a tiny negative mean."""
+    rounded = [column for column in columns if column in frame]
+    frame[rounded] = frame[rounded].astype(float).round(2) + 0.0
     return frame
 
 

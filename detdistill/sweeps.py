@@ -46,7 +46,7 @@ def sweep_table(knob: str, points: list[dict], reference_runs: pd.DataFrame) -> 
     interval. `points`: per value in sweep order, `value`, `configured` (the main tree's value),
     `runs` (the per-run evaluation rows of the point's sets: model, method, seed,
     test_accuracy) and `flagged`. `reference_runs`: d4m's rows."""
-    from .stats import paired_row
+    from .stats import paired_row, round_differences
 
     reference = reference_runs.assign(pct=100 * reference_runs.test_accuracy)
     rows = []
@@ -59,10 +59,7 @@ def sweep_table(knob: str, points: list[dict], reference_runs: pd.DataFrame) -> 
                          "seeds": len(group), "mean": group.pct.mean(), "std": group.pct.std(), "flagged": point["flagged"],
                          "diff_vs_d4m": paired.get("mean_diff"), "ci_low": paired.get("ci_low"), "ci_high": paired.get("ci_high"),
                          "verdict": paired.get("verdict", "no d4m runs")})
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    rounded = ["mean", "std", "diff_vs_d4m", "ci_low", "ci_high"]
-    table[rounded] = table[rounded].astype(float).round(2) + 0.0  # + 0.0: no "-0.0"
-    return table
+    return round_differences(pd.DataFrame(rows, columns=TABLE_COLUMNS), ["mean", "std", "diff_vs_d4m", "ci_low", "ci_high"])
 
 
 def reference_rows(reference_runs: pd.DataFrame) -> pd.DataFrame:

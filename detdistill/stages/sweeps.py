@@ -17,10 +17,12 @@ def knob_sweep(*, dataset: str, ipc: int, knob: str, values: list, configured, e
     `values[i]`'s point (the main tree's for the configured value); `reference_paths`: d4m's."""
     from ..sweeps import plot, reference_rows, sweep_markdown, sweep_table
 
+    # one read per anomaly table: every top-k point shares the main run's
+    flagged_by_path = {path: int(pd.read_parquet(path, columns=["defective"]).defective.sum()) for path in set(anomalies_paths)}
     points = []
     for value, paths, anomalies in zip(values, eval_paths, anomalies_paths, strict=True):
         runs = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-        flagged = int(pd.read_parquet(anomalies, columns=["defective"]).defective.sum())
+        flagged = flagged_by_path[anomalies]
         points.append({"value": value, "configured": value == configured, "runs": runs, "flagged": flagged})
         log.info("%s %s: %d flagged, %d runs", knob, value, flagged, len(runs))
     reference_runs = pd.concat([pd.read_parquet(p) for p in reference_paths], ignore_index=True)

@@ -11,7 +11,7 @@ from detdistill.experiments import generator_note as experiment_generator_note
 from detdistill.replicates import ReplicateError
 from detdistill.replicates import expand as expand_replicates
 from detdistill.replicates import replicate_names
-from detdistill.sweeps import KNOB_METHODS, REFERENCE as SWEEP_REFERENCE, point_name
+from detdistill.sweeps import KNOB_METHODS, REFERENCE as SWEEP_REFERENCE, knob_value, point_name
 from detdistill.workflow import check_config, check_writable, stop
 
 # Bad input stops the run with one line naming the cause and the fix (detdistill.workflow.stop),

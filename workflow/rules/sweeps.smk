@@ -19,7 +19,7 @@ use rule detect_anomalies as sweep_detect_anomalies with:
     benchmark:
         "benchmarks/sweep_detect_anomalies/{dataset}_ipc{ipc}_beta{beta}.tsv"
     params:
-        beta=lambda wildcards: float(wildcards.beta),
+        beta=lambda wildcards: knob_value("beta", wildcards.beta),
         calibration={"mode": "fixed"},
 
 
@@ -65,7 +65,7 @@ use rule build_refined_set as sweep_top_k_refined_set with:
     wildcard_constraints:
         method="conf_sim",
     params:
-        top_k=lambda wildcards: int(wildcards.top_k),
+        top_k=lambda wildcards: knob_value("top_k", wildcards.top_k),
         normal_set=get_normal_set,
 
 
