@@ -13,10 +13,29 @@ from __future__ import annotations
 
 import torch
 
+# AlexNet's PCA lighting ("fancy PCA") as Minimax (misc/utils.py, `Lighting`) and IDC use it: the
+# eigenvalues and eigenvectors of ImageNet's RGB pixel covariance, from the AlexNet paper's code.
+# No maintained augmentation library ships this transform, so it is written here (batched).
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
+                   (-0.5808, -0.0045, -0.8140),
+                   (-0.5836, -0.6948, 0.4203))
 
-def build_augment(image_size: int, *, crop_scale, crop_size, color_jitter: float, flip: bool):
-    """A callable float (B,3,H,W) in [0,1] -> float (B,3,S,S) in [0,1], or None when the config
-    asks for no augmentation and no resize."""
+
+def lighting(batch: torch.Tensor, alphastd: float) -> torch.Tensor:
+    """Add to every pixel of image i the RGB offset eigvec @ (alpha_i * eigval), alpha_i ~ N(0,
+    alphastd) per image and eigen-direction (drawn from the global CPU RNG, like kornia's draws)."""
+    alpha = torch.randn(len(batch), 3) * alphastd
+    eigval = torch.tensor(IMAGENET_EIGVAL)
+    eigvec = torch.tensor(IMAGENET_EIGVEC)
+    offset = (alpha * eigval) @ eigvec.T  # (B, 3): row i = sum_j eigvec[:, j] * alpha_ij * eigval_j
+    return batch + offset.to(batch.device, batch.dtype)[:, :, None, None]
+
+
+def build_augment(image_size: int, *, crop_scale, crop_size, color_jitter: float, flip: bool, lighting_std: float = 0.0):
+    """A callable float (B,3,H,W) in [0,1] -> float (B,3,S,S) (in [0,1] without lighting), or None when the config
+    asks for no augmentation and no resize. `lighting_std` > 0 adds PCA lighting after the colour
+    jitter (Minimax: 0.1)."""
     import kornia.augmentation as K
 
     steps = []
@@ -31,12 +50,17 @@ def build_augment(image_size: int, *, crop_scale, crop_size, color_jitter: float
         steps.append(K.ColorJitter(color_jitter, color_jitter, color_jitter, p=1.0))
     if flip:
         steps.append(K.RandomHorizontalFlip())
-    if not steps:
+    if not steps and not lighting_std:
         return None
-    pipeline = K.AugmentationSequential(*steps)
+    pipeline = K.AugmentationSequential(*steps) if steps else None
 
     def augment(batch: torch.Tensor) -> torch.Tensor:
-        # ColorJitter can leave [0, 1] by rounding; the models expect [0, 1] inputs
-        return pipeline(batch).clamp_(0, 1)
+        if pipeline is not None:
+            # ColorJitter can leave [0, 1] by rounding
+            batch = pipeline(batch).clamp_(0, 1)
+        if lighting_std:
+            # not clamped, as in Minimax: lighting shifts colours by design (by ~0.02 at std 0.1)
+            batch = lighting(batch, lighting_std)
+        return batch
 
     return augment

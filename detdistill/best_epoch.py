@@ -18,6 +18,18 @@ SUMMARY_MEAN, SUMMARY_STD = "best_epoch_test_selected_mean", "best_epoch_test_se
 EPOCH_COLUMN = "best_epoch"
 
 
+def measured_epochs(eval_cfg: dict, epochs: int) -> Callable[[int], bool]:
+    """Which 1-based epochs the test accuracy is measured after (the last always is): every
+    `best_epoch_every` epochs, or `epochs // best_epoch_evaluations` when that is set (Minimax:
+    every E // 100); with `best_epoch_after` f > 0, only epochs past f x E (RDED: every 10
+    epochs in the last fifth, `epoch > 0.8 E` with its 0-based epochs)."""
+    every = int(eval_cfg.get("best_epoch_every", 1))
+    if eval_cfg.get("best_epoch_evaluations"):
+        every = max(1, epochs // int(eval_cfg["best_epoch_evaluations"]))
+    after = float(eval_cfg.get("best_epoch_after", 0.0))
+    return lambda epoch: epoch % every == 0 and (after == 0 or epoch - 1 > after * epochs)
+
+
 class BestEpochTracker:
     """Test accuracy of each run at the epochs `train_classifiers` reports (its `on_evaluate` hook)."""
 

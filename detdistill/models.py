@@ -13,6 +13,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MODEL_NAMES = ("convnet", "resnetap10", "resnet18")
+#: `detdistill`: this project's models (ResNetAP-10 with a 3x3 stem, ResNet-18 with batch norm);
+#: `minimax`: as in vimar-gu/MinimaxDiffusion's train_models/ (its defaults, `--norm_type
+#: instance`): ResNetAP-10's 7x7 stride-1 stem at > 64 px, ResNet-18 with instance norm.
+#: `rded`: as in LINs-lab/RDED's synthesize/models.py and utils.py: ConvNet with batch norm
+#: (its `conv3` at 32 px), ResNet-18 "modified" (the 3x3 stride-1 stem without max-pool that
+#: this project uses at <= 64 px anyway) with batch norm; ResNetAP-10 as `detdistill`.
+#: Widths are a separate setting (Minimax's and RDED's ConvNet: 128).
+ARCHITECTURES = ("detdistill", "minimax", "rded")
+#: input normalisation (the models normalise their own [0, 1] inputs)
+NORMALIZATIONS = {"half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
 
 
 def _instance_norm(channels: int) -> nn.GroupNorm:
@@ -56,10 +67,11 @@ def convnet_depth(image_size: int) -> int:
     return max(depth, 1)
 
 
-def _convnet(image_size: int, width: int) -> tuple[nn.Module, int]:
+def _convnet(image_size: int, width: int, architecture: str = "detdistill") -> tuple[nn.Module, int]:
+    norm = nn.BatchNorm2d if architecture == "rded" else _instance_norm
     layers, in_ch, size = [], 3, image_size
     for _ in range(convnet_depth(image_size)):
-        layers += [nn.Conv2d(in_ch, width, 3, padding=1), _instance_norm(width), nn.ReLU(inplace=True),
+        layers += [nn.Conv2d(in_ch, width, 3, padding=1), norm(width), nn.ReLU(inplace=True),
                    nn.AvgPool2d(2)]
         in_ch, size = width, size // 2
     return nn.Sequential(*layers, nn.Flatten()), width * size * size
@@ -88,8 +100,10 @@ class BasicBlockAP(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-def _resnetap10(image_size: int, width: int) -> tuple[nn.Module, int]:
-    stem = [nn.Conv2d(3, width, 3, padding=1, bias=False), _instance_norm(width), nn.ReLU(inplace=True)]
+def _resnetap10(image_size: int, width: int, architecture: str = "detdistill") -> tuple[nn.Module, int]:
+    # Minimax (IDC's ResNetAP, "large" inputs): a 7x7 stride-1 stem conv before the 4x pooling
+    kernel = 7 if architecture == "minimax" and image_size > 64 else 3
+    stem = [nn.Conv2d(3, width, kernel, padding=kernel // 2, bias=False), _instance_norm(width), nn.ReLU(inplace=True)]
     if image_size > 64:
         # Large images: reduce 4x right after the stem (as torchvision's conv-stride-2 + maxpool stem
         # does) so the four stages run at 1/4..1/32 resolution; pooling keeps the net stride-free.
@@ -103,10 +117,12 @@ def _resnetap10(image_size: int, width: int) -> tuple[nn.Module, int]:
 
 
 # --------------------------------------------------------------------------- ResNet-18
-def _resnet18(image_size: int) -> tuple[nn.Module, int]:
+def _resnet18(image_size: int, architecture: str = "detdistill") -> tuple[nn.Module, int]:
     from torchvision.models import resnet18
 
-    net = resnet18(weights=None)
+    # Minimax builds its ResNet-18 with instance norm (GroupNorm(C, C)) by default; torchvision's
+    # is otherwise the same network (7x7 stride-2 stem and max-pool at ImageNet sizes)
+    net = resnet18(weights=None, norm_layer=_instance_norm if architecture == "minimax" else None)
     if image_size <= 64:
         # Low-resolution (CIFAR / RDED) stem: 3x3 stride-1 conv and no max-pool.
         net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
@@ -118,18 +134,28 @@ def _resnet18(image_size: int) -> tuple[nn.Module, int]:
 
 
 def build_model(name: str, num_classes: int, image_size: int, width: int = 64,
-                mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)) -> Classifier:
+                architecture: str = "detdistill", normalization: str = "half") -> Classifier:
     """Build a classifier by name. `width` is ignored for resnet18 (torchvision's BasicBlock only
-    supports the standard 64-base width)."""
+    supports the standard 64-base width); `architecture` and `normalization`: see ARCHITECTURES
+    and NORMALIZATIONS."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
     if name == "convnet":
-        backbone, dim = _convnet(image_size, width)
+        backbone, dim = _convnet(image_size, width, architecture)
     elif name == "resnetap10":
-        backbone, dim = _resnetap10(image_size, width)
+        backbone, dim = _resnetap10(image_size, width, architecture)
     elif name == "resnet18":
-        backbone, dim = _resnet18(image_size)
+        backbone, dim = _resnet18(image_size, architecture)
     else:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    model = Classifier(backbone, nn.Linear(dim, num_classes), mean, std)
+    model = Classifier(backbone, nn.Linear(dim, num_classes), *NORMALIZATIONS[normalization])
     model.build_args = {"name": name, "num_classes": int(num_classes), "image_size": int(image_size),
                         "width": int(width)}
+    # recorded only when not the default, so files saved before these options keep their bytes
+    if architecture != "detdistill":
+        model.build_args["architecture"] = architecture
+    if normalization != "half":
+        model.build_args["normalization"] = normalization
     return model

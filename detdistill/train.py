@@ -6,6 +6,7 @@ data resident on the device, augmentation batched there, several seeds of a mode
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from detdistill.io import save_safetensors
 from detdistill.models import build_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("multistep", "cosine", "constant")
+SCHEDULES = ("multistep", "cosine", "half_cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -45,6 +46,7 @@ class TrainConfig:
     crop_scale: tuple[float, float] | None = field(default_factory=lambda: _DEFAULTS["crop_scale"])
     crop_size: int | None = _DEFAULTS["crop_size"]  # None keeps the input size
     color_jitter: float = _DEFAULTS["color_jitter"]  # 0 disables
+    lighting: float = _DEFAULTS["lighting"]  # PCA lighting std; 0 disables
     flip: bool = _DEFAULTS["flip"]
     seed: int = _DEFAULTS["seed"]
     precision: str = _DEFAULTS["precision"]  # auto: bf16 autocast on CUDA, fp32 on the CPU
@@ -92,6 +94,10 @@ def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.2)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.schedule == "half_cosine":
+        # RDED's student schedule (validation/main.py): 0.5 (1 + cos(pi e / E / 2)), from the
+        # base lr down to half of it at the last epoch, not to zero
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5 * (1 + math.cos(math.pi * e / cfg.epochs / 2)))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
@@ -204,7 +210,8 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
                       cfg: TrainConfig, device, *, stack: str | bool = "auto", desc: str = "train",
                       log: Callable[[str], None] | None = None,
                       on_evaluate: Callable[[int, list[int]], None] | None = None,
-                      evaluate_every: int = 1) -> list[list[dict]]:
+                      evaluate_at: Callable[[int], bool] | None = None,
+                      teacher: nn.Module | None = None, temperature: float = 1.0) -> list[list[dict]]:
     """Train several models of one architecture in place on the same uint8 images (N,3,H,W) and
     int64 labels (N,), run i with seed `seeds[i]`; return each run's per-epoch history.
 
@@ -214,10 +221,16 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
     augmentation draws (seeded by its seed, whatever else runs beside it); with stacking (see
     `use_stacking`) the runs step together as one batched model.
 
-    `on_evaluate(epoch, run_indices)`, when given, is called after every `evaluate_every`-th epoch
-    and the last, with `models[i]` for i in `run_indices` holding that epoch's weights in eval
-    mode (e.g. to measure them); training then resumes. It draws nothing from the runs' RNG, so
-    the trained models are the same with it or without."""
+    `on_evaluate(epoch, run_indices)`, when given, is called after every epoch (1-based) for which
+    `evaluate_at(epoch)` holds (default: every epoch) and after the last, with `models[i]` for i
+    in `run_indices` holding that epoch's weights in eval mode (e.g. to measure them); training
+    then resumes. It draws nothing from the runs' RNG, so the trained models are the same with it
+    or without.
+
+    `teacher`, when given, replaces the labels by its soft labels, computed on each augmented,
+    CutMixed batch (RDED's protocol, validation/main.py): the loss is KL(softmax(teacher / T) ||
+    softmax(student / T)), averaged over the batch, with T = `temperature` and no T^2 factor (as
+    RDED). The teacher is frozen, in eval mode, and sees the batch resized to its own input size."""
     from torchvision.transforms import v2
 
     from detdistill.augment import build_augment
@@ -233,10 +246,22 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
     batch_size = min(cfg.batch_size, n)  # tiny distilled sets: one full batch
     num_classes = models[0].classifier.out_features
     augment = build_augment(images.shape[-1], crop_scale=cfg.crop_scale, crop_size=cfg.crop_size,
-                            color_jitter=cfg.color_jitter, flip=cfg.flip)
+                            color_jitter=cfg.color_jitter, flip=cfg.flip, lighting_std=cfg.lighting)
     cutmix = v2.CutMix(num_classes=num_classes, alpha=cfg.cutmix_alpha) if cfg.cutmix_alpha > 0 else None
     amp_dtype = _autocast_dtype(cfg, device)
     runs = [_Run(s) for s in seeds]
+    if teacher is not None:
+        teacher = teacher.to(device).eval().requires_grad_(False)
+        teacher_size = getattr(teacher, "build_args", {}).get("image_size")
+
+        @torch.no_grad()
+        def soft_labels(x: torch.Tensor) -> torch.Tensor:  # (S, B, 3, H, W) -> (S, B, K)
+            flat = x.flatten(0, 1)
+            if teacher_size and flat.shape[-1] != teacher_size:
+                flat = F.interpolate(flat, size=(teacher_size, teacher_size), mode="bilinear", antialias=True)
+            out = teacher(flat).float() / temperature
+            return out.softmax(-1).view(*x.shape[:2], -1)
+
     if use_stacking(stack, device, len(models)):
         groups = [(runs, _StackedStep(models, device, cfg.compile))]
     else:
@@ -269,12 +294,17 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
                 total = torch.zeros(len(group_runs), device=device)
                 for batch in zip(*orders):
                     xs, ys = zip(*(batch_of(run, idx) for run, idx in zip(group_runs, batch)))
+                    x = torch.stack(xs)
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        logits = step(torch.stack(xs))
-                    # soft-target cross-entropy per run (equal to the class-index form for one-hot
-                    # targets); the sum's gradient for each run's parameters is its own loss's
-                    target = torch.stack(ys)
-                    per_run = -(target * logits.float().log_softmax(-1)).sum(-1).mean(-1)
+                        logits = step(x)
+                        soft = None if teacher is None else soft_labels(x)
+                    if soft is None:
+                        # soft-target cross-entropy per run (equal to the class-index form for
+                        # one-hot targets); the sum's gradient for each run's parameters is its own loss's
+                        per_run = -(torch.stack(ys) * logits.float().log_softmax(-1)).sum(-1).mean(-1)
+                    else:
+                        log_student = (logits.float() / temperature).log_softmax(-1)
+                        per_run = (soft * (soft.clamp_min(1e-12).log() - log_student)).sum(-1).mean(-1)
                     opt.zero_grad(set_to_none=True)
                     per_run.sum().backward()
                     opt.step()
@@ -287,7 +317,7 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
                 if log is not None and ((epoch + 1) % log_every == 0 or epoch + 1 == cfg.epochs):
                     log(f"{label} epoch {epoch + 1}/{cfg.epochs} loss "
                         f"{' '.join(f'{v:.4f}' for v in losses)} lr {lr:.4g}")
-                if on_evaluate is not None and ((epoch + 1) % evaluate_every == 0 or epoch + 1 == cfg.epochs):
+                if on_evaluate is not None and (evaluate_at is None or evaluate_at(epoch + 1) or epoch + 1 == cfg.epochs):
                     step.finish()
                     on_evaluate(epoch + 1, [runs.index(run) for run in group_runs])
                     step.resume()
@@ -325,6 +355,8 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, devic
 
 
 BUILD_KEYS = ("name", "num_classes", "image_size", "width")
+#: build_model arguments stored only when set (models saved before them load as the defaults)
+OPTIONAL_BUILD_KEYS = ("architecture", "normalization")
 #: the one safetensors metadata key of a saved model
 METADATA_KEY = "detdistill"
 
@@ -339,7 +371,8 @@ def save_model(model: nn.Module, path, meta: dict | None = None) -> None:
     if missing:
         raise ValueError(f"cannot save model to {path}: build arguments {missing} unknown "
                          "(build it with detdistill.models.build_model or pass them in meta)")
-    record = {"build_args": {k: build_args[k] for k in BUILD_KEYS}, "meta": meta}
+    record = {"build_args": {k: build_args[k] for k in BUILD_KEYS + OPTIONAL_BUILD_KEYS if k in build_args},
+              "meta": meta}
     save_safetensors(model.state_dict(), path, metadata={METADATA_KEY: json.dumps(record, sort_keys=True, default=str)})
 
 

@@ -213,7 +213,7 @@ def test_measuring_during_training_leaves_the_training_unchanged(stack):
             models[runs[0]](torch.rand(2, 3, 8, 8))
 
         train_classifiers(models, [0, 1], images, labels, cfg, "cpu", stack=stack,
-                          on_evaluate=hook if measure else None, evaluate_every=2)
+                          on_evaluate=hook if measure else None, evaluate_at=lambda e: e % 2 == 0)
         return models
 
     measured, plain = trained(True), trained(False)

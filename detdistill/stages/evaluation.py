@@ -28,11 +28,38 @@ def epochs_for(eval_cfg: dict, ipc: int | None, model: str) -> int:
     return max(1, round(epochs * eval_cfg.get("model_epoch_scale", {}).get(model, 1.0)))
 
 
+def batch_size_for(eval_cfg: dict, ipc: int | None) -> int:
+    """RDED-style batch size by IPC: `batch_size_by_ipc` is a list of [max IPC, batch size] pairs
+    read as `epochs_by_ipc` is; without it (and for the full-data run), `train.batch_size`."""
+    table = sorted(eval_cfg.get("batch_size_by_ipc") or [])
+    if ipc is None or not table:
+        return eval_cfg["train"]["batch_size"]
+    return next((b for max_ipc, b in table if ipc <= max_ipc), table[-1][1])
+
+
 def evaluate(*, set_path, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, ipc: int, out_path) -> None:
     """Train `model_name` from scratch on a distilled or baseline set of `ipc` images per class,
-    once per seed; final-epoch accuracy on the real test split (see `_train_and_test`)."""
+    once per seed; final-epoch accuracy on the real test split (see `_train_and_test`). With
+    `evaluation.teacher` (a file: the workflow resolves `detector` to its checkpoint), the runs
+    learn the teacher's soft labels."""
     _train_and_test(pd.read_parquet(set_path), pd.read_parquet(manifest_path), source_cfg=source_cfg,
-                    model_name=model_name, eval_cfg=eval_cfg, ipc=ipc, out_path=out_path)
+                    model_name=model_name, eval_cfg=eval_cfg, ipc=ipc, out_path=out_path,
+                    teacher_path=eval_cfg.get("teacher"))
+
+
+def load_teacher(path, num_classes: int, device):
+    """The soft-label teacher, a classifier saved by detdistill (the detector, or a user's file)."""
+    from ..train import load_model, read_model_meta
+
+    try:
+        classes = read_model_meta(path)["build_args"]["num_classes"]
+    except Exception as error:
+        raise data.DataError(f"evaluation.teacher {path}: not a classifier saved by detdistill ({error}); give "
+                             "`detector` or a .safetensors file written by detdistill.train.save_model") from None
+    if classes != num_classes:
+        raise data.DataError(f"evaluation.teacher {path} predicts {classes} classes, the dataset has {num_classes}: "
+                             "give a teacher trained on this dataset's classes")
+    return load_model(path, device)
 
 
 def evaluate_full(*, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, out_path) -> None:
@@ -45,7 +72,7 @@ def evaluate_full(*, manifest_path, source_cfg: dict, model_name: str, eval_cfg:
 
 
 def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg: dict, model_name: str, eval_cfg: dict,
-                    ipc: int | None, out_path) -> None:
+                    ipc: int | None, out_path, teacher_path=None) -> None:
     """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real
     test split (and, with `evaluation.report_best_epoch`, the test-selected best epoch's). Images are loaded at `load_size`; training crops (RandomResizedCrop) and the test
     centre crop are `image_size` (Minimax: 256 -> 224)."""
@@ -67,20 +94,25 @@ def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_c
     epochs = epochs_for(eval_cfg, ipc, model_name)
     seeds = [int(s) for s in eval_cfg["seeds"]]
     # the seed field is per run: train_classifiers seeds each run's data order and augmentation
-    cfg = TrainConfig.from_dict({**eval_cfg["train"], "epochs": epochs, "crop_size": crop_size})
+    cfg = TrainConfig.from_dict({**eval_cfg["train"], "epochs": epochs, "crop_size": crop_size,
+                                 "batch_size": batch_size_for(eval_cfg, ipc)})
     models = []
     for seed in seeds:
         seed_everything(seed)  # each model's initialisation
-        models.append(build_model(model_name, num_classes, crop_size, eval_cfg.get("width", 64)))
-    # evaluation.report_best_epoch: test accuracy every N epochs too (test-selected, reported apart)
-    tracker = None
+        models.append(build_model(model_name, num_classes, crop_size, eval_cfg.get("width", 64),
+                                  architecture=eval_cfg.get("architecture", "detdistill"),
+                                  normalization=eval_cfg.get("normalization", "half")))
+    # evaluation.report_best_epoch: test accuracy at some epochs too (test-selected, reported apart)
+    tracker = measured = None
     if eval_cfg.get("report_best_epoch"):
-        from ..best_epoch import BestEpochTracker
+        from ..best_epoch import BestEpochTracker, measured_epochs
 
         tracker = BestEpochTracker(len(models), lambda i: accuracy(models[i], test_images, test_labels, device))
+        measured = measured_epochs(eval_cfg, epochs)
+    teacher = None if teacher_path is None else load_teacher(teacher_path, num_classes, device)
     train_classifiers(models, seeds, images, labels, cfg, device, stack=eval_cfg.get("stack_seeds", "auto"),
-                      desc=f"{method}/{model_name}", log=log.info, on_evaluate=tracker,
-                      evaluate_every=eval_cfg.get("best_epoch_every", 1))
+                      desc=f"{method}/{model_name}", log=log.info, on_evaluate=tracker, evaluate_at=measured,
+                      teacher=teacher, temperature=eval_cfg.get("teacher_temperature", 1.0))
     rows = []
     for run, (seed, model) in enumerate(zip(seeds, models)):
         acc = accuracy(model, test_images, test_labels, device)

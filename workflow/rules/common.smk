@@ -1,6 +1,7 @@
 from pathlib import Path
 from types import SimpleNamespace
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from detdistill.data import DataError, inspect_source, validation_count
@@ -8,6 +9,8 @@ from detdistill.experiments import ExperimentError
 from detdistill.experiments import arms as experiment_arms
 from detdistill.experiments import expand as expand_noise_experiments
 from detdistill.experiments import generator_note as experiment_generator_note
+from detdistill.protocols import ProtocolError
+from detdistill.protocols import apply as apply_protocols
 from detdistill.replicates import ReplicateError
 from detdistill.replicates import expand as expand_replicates
 from detdistill.replicates import replicate_names
@@ -22,7 +25,10 @@ try:
     expand_noise_experiments(config)
     # each dataset's set-construction replicates too (detdistill.replicates)
     expand_replicates(config)
-except (ExperimentError, ReplicateError) as error:
+    # evaluation protocol presets fill the keys the config leaves out (detdistill.protocols)
+    for note in apply_protocols(config):
+        logger.info(note)
+except (ExperimentError, ReplicateError, ProtocolError) as error:
     stop(str(error))
 SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))  # the arms too
 validate(config, schema="../../config/schema.yaml")  # valid now: this only fills in the defaults
@@ -82,11 +88,29 @@ def get_source_fingerprint(wildcards):
     return source_summary(wildcards).fingerprint
 
 
+# Keys added after results existed, with the value that means "as before": left out of params at
+# that value, so runs made before them keep their params and are not re-run.
+LATER_KEYS_AS_BEFORE = {
+    "lighting": 0,
+    "protocol": "default",
+    "architecture": "detdistill",
+    "normalization": "half",
+    "teacher": "none",
+    "best_epoch_evaluations": None,
+    "best_epoch_after": 0,
+}
+
+
 def canonical(value):
     """Mappings with sorted keys, recursively: Snakemake compares params as stored, so reordering
-    keys in a YAML file must not look like a change and re-run jobs."""
+    keys in a YAML file must not look like a change and re-run jobs (nor may keys added later at
+    their as-before value, LATER_KEYS_AS_BEFORE)."""
     if isinstance(value, dict):
-        return {key: canonical(value[key]) for key in sorted(value)}
+        return {
+            key: canonical(value[key])
+            for key in sorted(value)
+            if key not in LATER_KEYS_AS_BEFORE or value[key] != LATER_KEYS_AS_BEFORE[key]
+        }
     if isinstance(value, list):
         return [canonical(item) for item in value]
     return value
@@ -310,8 +334,30 @@ def get_evaluation_config(wildcards):
     evaluation, so changing the list must not re-run the others. With `report_best_epoch` off,
     its keys are left out too: evaluations made before the option existed are not re-run."""
     section = _evaluation_section(wildcards)
-    unused = {"baselines"} | (set() if section.get("report_best_epoch") else {"report_best_epoch", "best_epoch_every"})
+    unused = {"baselines"}
+    if not section.get("report_best_epoch"):
+        unused |= {"report_best_epoch", "best_epoch_every", "best_epoch_evaluations", "best_epoch_after"}
+    if "teacher" in section:
+        # the file itself (also the job's input, get_teacher), so the stage needs no other argument
+        section["teacher"] = get_teacher(wildcards)
+    else:  # no teacher: hard labels, the temperature is unused
+        unused |= {"teacher_temperature"}
     return {key: value for key, value in section.items() if key not in unused}
+
+
+def get_teacher(wildcards):
+    """`evaluation.teacher`: the detector's checkpoint, a user's file, or nothing (no input)."""
+    teacher = dataset_config(wildcards)["evaluation"].get("teacher", "none")
+    if teacher == "none":
+        return []
+    if teacher == "detector":
+        return f"results/{wildcards.dataset}/classifiers/detector/model.safetensors"
+    if not Path(teacher).is_file():
+        stop(
+            f"`datasets.{wildcards.dataset}.evaluation.teacher` is {teacher!r}, which is no file: give `detector`, "
+            "`none` or the path of a classifier saved by detdistill (.safetensors)"
+        )
+    return teacher
 
 
 def get_beta(wildcards):

@@ -2,6 +2,7 @@ rule evaluate:
     input:
         subset="results/{dataset}/ipc{ipc}/sets/{method}.parquet",
         manifest="results/{dataset}/data/manifest.parquet",
+        teacher=get_teacher,
     output:
         scores="results/{dataset}/ipc{ipc}/eval/{method}/{model}.parquet",
     log:

@@ -73,6 +73,7 @@ use rule evaluate as sweep_evaluate with:
     input:
         subset=f"{SWEEP_DIR}/{{point}}/sets/{{method}}.parquet",
         manifest="results/{dataset}/data/manifest.parquet",
+        teacher=get_teacher,
     output:
         scores=f"{SWEEP_DIR}/{{point}}/eval/{{method}}/{{model}}.parquet",
     log:
