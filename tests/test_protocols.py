@@ -19,7 +19,7 @@ from detdistill.models import build_model
 from detdistill.stages import evaluation
 from detdistill.train import TrainConfig, _make_optimizer, _make_scheduler, load_model, save_model, train_classifiers
 
-from conftest import assert_stops_with, copy_workflow, snakemake
+from conftest import assert_stops_with, copy_workflow, planned_jobs, snakemake
 
 DIGITS = {"kind": "digits", "test_fraction": 0.2}
 
@@ -230,3 +230,17 @@ def test_an_unknown_protocol_or_a_missing_teacher_file_stops_in_one_line(tmp_pat
     proc = snakemake(workdir, "results/tiny/ipc2/eval/d4m/convnet.parquet", "--configfile", configfile, "-n",
                      check=False)
     assert_stops_with(proc, expected)
+
+
+def test_a_teacher_or_ipc_batch_sizes_re_run_no_full_data_evaluation(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    target = "results/tiny/eval_full/convnet.parquet"
+    snakemake(workdir, target, "--configfile", "tiny.yaml")
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["datasets"]["tiny"]["evaluation"].update(
+        {"teacher": "detector", "teacher_temperature": 20.0, "batch_size_by_ipc": [[10, 5]]})
+    (workdir / "teacher.yaml").write_text(yaml.safe_dump(config))
+    # the full-data runs train on hard labels at train.batch_size: nothing of theirs changed
+    assert planned_jobs(workdir, "teacher.yaml", target) == {}
+    # while the IPC evaluations are planned anew, with the detector as their input
+    assert planned_jobs(workdir, "teacher.yaml", "results/tiny/ipc2/eval/d4m/convnet.parquet")["evaluate"] == 1

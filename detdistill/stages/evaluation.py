@@ -21,8 +21,7 @@ def epochs_for(eval_cfg: dict, ipc: int | None, model: str) -> int:
     if ipc is None:
         epochs = eval_cfg.get("full_epochs") or eval_cfg["train"]["epochs"]
     elif eval_cfg.get("epochs_by_ipc"):
-        table = sorted(eval_cfg["epochs_by_ipc"])
-        epochs = next((e for max_ipc, e in table if ipc <= max_ipc), table[-1][1]) * eval_cfg.get("epoch_scale", 1.0)
+        epochs = _by_ipc(eval_cfg["epochs_by_ipc"], ipc) * eval_cfg.get("epoch_scale", 1.0)
     else:
         epochs = eval_cfg["train"]["epochs"]
     return max(1, round(epochs * eval_cfg.get("model_epoch_scale", {}).get(model, 1.0)))
@@ -31,10 +30,15 @@ def epochs_for(eval_cfg: dict, ipc: int | None, model: str) -> int:
 def batch_size_for(eval_cfg: dict, ipc: int | None) -> int:
     """RDED-style batch size by IPC: `batch_size_by_ipc` is a list of [max IPC, batch size] pairs
     read as `epochs_by_ipc` is; without it (and for the full-data run), `train.batch_size`."""
-    table = sorted(eval_cfg.get("batch_size_by_ipc") or [])
-    if ipc is None or not table:
+    if ipc is None or not eval_cfg.get("batch_size_by_ipc"):
         return eval_cfg["train"]["batch_size"]
-    return next((b for max_ipc, b in table if ipc <= max_ipc), table[-1][1])
+    return _by_ipc(eval_cfg["batch_size_by_ipc"], ipc)
+
+
+def _by_ipc(table: list, ipc: int):
+    """The value of the first [max IPC, value] pair (by max IPC) with max IPC >= `ipc`, else the last's."""
+    table = sorted(table)
+    return next((value for max_ipc, value in table if ipc <= max_ipc), table[-1][1])
 
 
 def evaluate(*, set_path, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, ipc: int, out_path) -> None:

@@ -345,6 +345,17 @@ def get_evaluation_config(wildcards):
     return {key: value for key, value in section.items() if key not in unused}
 
 
+# settings of the IPC evaluations only: the full-data runs train on hard labels at train.batch_size
+IPC_ONLY_EVALUATION_KEYS = {"teacher", "teacher_temperature", "batch_size_by_ipc"}
+
+
+def get_full_evaluation_config(wildcards):
+    """The `evaluation` params of the full-data runs: without the keys they do not read, so
+    choosing a teacher or batch sizes by IPC re-runs no full-data run."""
+    section = get_evaluation_config(wildcards)
+    return {key: value for key, value in section.items() if key not in IPC_ONLY_EVALUATION_KEYS}
+
+
 def get_teacher(wildcards):
     """`evaluation.teacher`: the detector's checkpoint, a user's file, or nothing (no input)."""
     teacher = dataset_config(wildcards)["evaluation"].get("teacher", "none")

@@ -37,7 +37,7 @@ rule evaluate_full:
         gpu=1,
     params:
         source=get_source,
-        evaluation=get_evaluation_config,
+        evaluation=get_full_evaluation_config,
     script:
         "../scripts/evaluate_full.py"
 
