@@ -211,7 +211,8 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
                       log: Callable[[str], None] | None = None,
                       on_evaluate: Callable[[int, list[int]], None] | None = None,
                       evaluate_at: Callable[[int], bool] | None = None,
-                      teacher: nn.Module | None = None, temperature: float = 1.0) -> list[list[dict]]:
+                      teacher: nn.Module | None = None, temperature: float = 1.0,
+                      unlabeled: torch.Tensor | None = None, consistency_weight: float = 0.0) -> list[list[dict]]:
     """Train several models of one architecture in place on the same uint8 images (N,3,H,W) and
     int64 labels (N,), run i with seed `seeds[i]`; return each run's per-epoch history.
 
@@ -230,7 +231,13 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
     `teacher`, when given, replaces the labels by its soft labels, computed on each augmented,
     CutMixed batch (RDED's protocol, validation/main.py): the loss is KL(softmax(teacher / T) ||
     softmax(student / T)), averaged over the batch, with T = `temperature` and no T^2 factor (as
-    RDED). The teacher is frozen, in eval mode, and sees the batch resized to its own input size."""
+    RDED). The teacher is frozen, in eval mode, and sees the batch resized to its own input size.
+
+    `unlabeled` uint8 images (M,3,H,W) with `consistency_weight` w > 0 add a consistency term
+    (TAD's outer loop, detdistill.trust): each step also draws a batch of them (with replacement,
+    from the run's RNG), augments it twice, and adds w * KL(p_a || p_b), p_a the softmax of the first
+    view with its gradient stopped (the target, as UDA and FixMatch do), p_b the second view's. With
+    w = 0 or no unlabeled image nothing is drawn: the runs are bit-identical to those without."""
     from torchvision.transforms import v2
 
     from detdistill.augment import build_augment
@@ -240,8 +247,13 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
                          f"{tuple(labels.shape)}")
     if len(models) != len(seeds) or not models:
         raise ValueError(f"need one seed per model: {len(models)} models, {len(seeds)} seeds")
+    consistency = unlabeled is not None and len(unlabeled) > 0 and consistency_weight > 0
+    if consistency and teacher is not None:
+        raise ValueError("a consistency term on unlabeled images and a teacher's soft labels cannot be combined")
     device = torch.device(device)
     images, labels = images.to(device), labels.to(device).long()  # resident for the whole training
+    if consistency:
+        unlabeled = unlabeled.to(device)
     n = len(images)
     batch_size = min(cfg.batch_size, n)  # tiny distilled sets: one full batch
     num_classes = models[0].classifier.out_features
@@ -280,6 +292,21 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
         run.rng_state = torch.get_rng_state()
         return x, y
 
+    def unlabeled_views(run: _Run) -> torch.Tensor:
+        """Two augmentations of the run's next unlabeled batch, stacked: (2B, 3, h, w)."""
+        torch.set_rng_state(run.rng_state)
+        x = to_float(unlabeled[torch.randint(len(unlabeled), (batch_size,)).to(device)])
+        views = torch.cat([augment(x), augment(x)]) if augment is not None else torch.cat([x, x])
+        run.rng_state = torch.get_rng_state()
+        return views
+
+    def consistency_loss(group_runs: list[_Run], step) -> torch.Tensor:  # (S,)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = step(torch.stack([unlabeled_views(run) for run in group_runs])).float()
+        first, second = logits.chunk(2, dim=1)
+        target = first.detach().softmax(-1)
+        return (target * (target.clamp_min(1e-12).log() - second.log_softmax(-1))).sum(-1).mean(-1)
+
     log_every = max(1, cfg.epochs // 20)
     # The draws use the global CPU RNG: swapped per run inside, the caller's state restored after.
     with torch.random.fork_rng(devices=[]):
@@ -305,6 +332,8 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
                     else:
                         log_student = (logits.float() / temperature).log_softmax(-1)
                         per_run = (soft * (soft.clamp_min(1e-12).log() - log_student)).sum(-1).mean(-1)
+                    if consistency:
+                        per_run = per_run + consistency_weight * consistency_loss(group_runs, step)
                     opt.zero_grad(set_to_none=True)
                     per_run.sum().backward()
                     opt.step()

@@ -18,8 +18,14 @@ TAD's dual loop, as built here (no public code exists; the choices below are our
 - The model then trains `epochs_per_round` more epochs on the trusted set with its labels (observed,
   or recalibrated), and the next round starts.
 
-Not built: TAD's consistency-regularisation term in the outer loop's training (the training engine
-takes a plain cross-entropy with CutMix). Each round's training restarts the optimiser and schedule.
+- Consistency (`consistency_weight` w > 0): each round's training adds w times a consistency term
+  on the images left untrusted that round, used without their labels: the KL divergence between the
+  model's softmax on two augmentations of each image, the first's gradient stopped (UDA / FixMatch's
+  form; TAD names a consistency-regularisation term in its outer loop without public code, so this
+  form is our choice). It keeps the model's view of the untrusted images stable while it fits the
+  trusted ones. Off by default (w = 0: the rounds train exactly as before it existed).
+
+Each round's training restarts the optimiser and schedule.
 
 `trust_split` returns the per-sample table and one row per round; `trusted_manifest` the manifest
 the downstream stages train on: train rows = the final trusted set with its labels, test rows as
@@ -51,6 +57,7 @@ class TrustConfig:
     trust_threshold: float
     recalibration_confidence: float
     min_class_samples: int  # below this a class's mixture is not fitted: all its samples trusted
+    consistency_weight: float  # 0: no consistency term on the untrusted images
 
     @classmethod
     def from_dict(cls, d: dict | None) -> TrustConfig:
@@ -153,7 +160,7 @@ def trust_split(model, images: torch.Tensor, observed: np.ndarray, clean: np.nda
     recalibrated), recalibrated (bool) and joined_round (the round since which it is trusted; -1: not trusted)."""
     import dataclasses
 
-    from .train import train_classifier
+    from .train import train_classifier, train_classifiers
 
     observed = np.asarray(observed, dtype=np.int64)
     labels = observed.copy()
@@ -175,7 +182,9 @@ def trust_split(model, images: torch.Tensor, observed: np.ndarray, clean: np.nda
         log.info("trust round %d: %s", r, rounds[-1])
         keep = np.flatnonzero(trusted)
         round_cfg = dataclasses.replace(train_cfg, epochs=trust_cfg.epochs_per_round, seed=seed + r)
-        train_classifier(model, images[keep], torch.from_numpy(labels[keep]), round_cfg, device, desc=f"trust round {r}")
+        train_classifiers([model], [round_cfg.seed], images[keep], torch.from_numpy(labels[keep]), round_cfg, device,
+                          desc=f"trust round {r}", unlabeled=images[np.flatnonzero(~trusted)],
+                          consistency_weight=trust_cfg.consistency_weight)
     loss, _, _ = per_sample_loss(model, images, torch.from_numpy(labels), device)
     samples = pd.DataFrame({"observed_label": observed, "label": labels, "loss": loss.astype(np.float32),
                             "trust_probability": trust_prob.astype(np.float32), "trusted": trusted,

@@ -152,6 +152,23 @@ def test_accuracy_table_and_summary(tiny_run):
     assert sorted(consistency.method) == sorted(["d4m", "conf", "sim", "conf_sim"])
 
 
+def test_gradcam_models_are_the_evaluations_first_seed(tiny_run):
+    """The Grad-CAM picture explains the models the accuracy table scores: each compared set's
+    model is the evaluation's run of the first seed (same accuracy on the whole test split), and
+    the shown images are the first test images of every class, each with its own softmax."""
+    shown = pd.read_parquet(results(tiny_run) / "ipc2" / "figures" / "gradcam.parquet")
+    assert list(shown.method.unique()) == ["d4m", "conf_sim"] and set(shown.model) == {"convnet"}
+    manifest = pd.read_parquet(results(tiny_run) / "data" / "manifest.parquet")
+    first = manifest[manifest.split == "test"].groupby("label").head(2).sort_values("label", kind="stable")
+    for method, rows in shown.groupby("method", sort=False):
+        assert rows.image_id.tolist() == first.image_id.tolist() and rows.label.tolist() == first.label.tolist()
+        assert rows.p_label.between(0, 1).all()
+        evaluated = pd.read_parquet(results(tiny_run) / "ipc2" / "eval" / method / "convnet.parquet")
+        assert rows.test_accuracy.iloc[0] == evaluated.loc[evaluated.seed == SEEDS[0], "test_accuracy"].item()
+    with Image.open(results(tiny_run) / "ipc2" / "figures" / "gradcam.png") as picture:
+        assert picture.width >= 6 * 64 and picture.height >= 3 * 64  # 6 images x (image, d4m, conf_sim)
+
+
 def test_logs_and_benchmarks(tiny_run):
     assert any((tiny_run / "logs" / "prepare_generator").iterdir())
     assert (tiny_run / "benchmarks" / "train_classifier" / "tiny_detector.tsv").exists()
@@ -192,7 +209,8 @@ def test_changing_beta_reruns_only_downstream_jobs(tiny_run):
 
 def test_changing_top_k_reruns_only_conf_sim(tiny_run):
     jobs = planned_jobs(tiny_run, _with_refinement(tiny_run, top_k=1))
-    assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "set_quality", "refinement_figures", "aggregate_results"}, jobs
+    assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "set_quality", "refinement_figures",
+                         "gradcam", "aggregate_results"}, jobs
     assert jobs["build_refined_set"] == 1
     assert jobs["evaluate"] == len(MODELS)
 
@@ -248,6 +266,6 @@ def test_report_embeds_every_declared_result(tiny_run):
     for method in ["d4m", "conf", "sim", "conf_sim"]:
         sheet = (results(tiny_run) / "ipc2" / "sets" / f"{method}.png").read_bytes()
         assert base64.b64encode(sheet).decode()[:4000] in html, f"{method}.png is not embedded"
-    for picture in ["flagged", "candidates"]:
+    for picture in ["flagged", "candidates", "gradcam"]:
         drawn = (results(tiny_run) / "ipc2" / "figures" / f"{picture}.png").read_bytes()
         assert base64.b64encode(drawn).decode()[:4000] in html, f"{picture}.png is not embedded"

@@ -4,8 +4,10 @@ test split, and the tables of their accuracies."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import pandas as pd
+import torch
 
 from .. import data, io
 from ..device import pick_device, seed_everything
@@ -78,8 +80,43 @@ def evaluate_full(*, manifest_path, source_cfg: dict, model_name: str, eval_cfg:
 def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg: dict, model_name: str, eval_cfg: dict,
                     ipc: int | None, out_path, teacher_path=None) -> None:
     """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real
-    test split (and, with `evaluation.report_best_epoch`, the test-selected best epoch's). Images are loaded at `load_size`; training crops (RandomResizedCrop) and the test
-    centre crop are `image_size` (Minimax: 256 -> 224)."""
+    test split (and, with `evaluation.report_best_epoch`, the test-selected best epoch's)."""
+    from ..train import accuracy
+
+    method = set_frame.method.iloc[0]
+    trained = train_on_set(set_frame, manifest, source_cfg=source_cfg, model_name=model_name, eval_cfg=eval_cfg,
+                           ipc=ipc, teacher_path=teacher_path, track_best=bool(eval_cfg.get("report_best_epoch")))
+    rows = []
+    for run, (seed, model) in enumerate(zip(trained.seeds, trained.models)):
+        acc = accuracy(model, trained.test_images, trained.test_labels, trained.device)
+        log.info("%s %s seed %d: final-epoch test accuracy %.4f", method, model_name, seed, acc)
+        rows.append({"method": method, "model": model_name, "seed": seed, "train_images": len(set_frame),
+                     "epochs": trained.epochs, "test_accuracy": acc,
+                     **(trained.tracker.best(run) if trained.tracker else {})})
+    io.write_parquet(pd.DataFrame(rows), out_path)
+
+
+@dataclass
+class TrainedOnSet:
+    """Models trained on one set (`train_on_set`), with the test split as they see it."""
+
+    seeds: list[int]
+    models: list
+    test_images: torch.Tensor  # uint8 (N,3,crop,crop), centre-cropped as the evaluation tests
+    test_labels: torch.Tensor
+    epochs: int
+    device: torch.device
+    tracker: object | None  # best_epoch.BestEpochTracker when asked for
+
+
+def train_on_set(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg: dict, model_name: str, eval_cfg: dict,
+                 ipc: int | None, teacher_path=None, seeds: list[int] | None = None,
+                 track_best: bool = False) -> TrainedOnSet:
+    """The evaluation protocol's training: `model_name` from scratch on a set, one run per seed
+    (`evaluation.seeds` unless `seeds` is given: a run's weights depend on its seed only, so the
+    run of seed s is the evaluation's run of seed s, bit for bit on the CPU). Images are loaded at
+    `load_size`; training crops (RandomResizedCrop) and the test centre crop are `image_size`
+    (Minimax: 256 -> 224)."""
     from torchvision.transforms.v2 import functional as TF
 
     from ..models import build_model
@@ -96,7 +133,7 @@ def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_c
     num_classes = manifest.label.nunique()
     device = pick_device()
     epochs = epochs_for(eval_cfg, ipc, model_name)
-    seeds = [int(s) for s in eval_cfg["seeds"]]
+    seeds = [int(s) for s in (eval_cfg["seeds"] if seeds is None else seeds)]
     # the seed field is per run: train_classifiers seeds each run's data order and augmentation
     cfg = TrainConfig.from_dict({**eval_cfg["train"], "epochs": epochs, "crop_size": crop_size,
                                  "batch_size": batch_size_for(eval_cfg, ipc)})
@@ -108,7 +145,7 @@ def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_c
                                   normalization=eval_cfg.get("normalization", "half")))
     # evaluation.report_best_epoch: test accuracy at some epochs too (test-selected, reported apart)
     tracker = measured = None
-    if eval_cfg.get("report_best_epoch"):
+    if track_best:
         from ..best_epoch import BestEpochTracker, measured_epochs
 
         tracker = BestEpochTracker(len(models), lambda i: accuracy(models[i], test_images, test_labels, device))
@@ -117,13 +154,43 @@ def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_c
     train_classifiers(models, seeds, images, labels, cfg, device, stack=eval_cfg.get("stack_seeds", "auto"),
                       desc=f"{method}/{model_name}", log=log.info, on_evaluate=tracker, evaluate_at=measured,
                       teacher=teacher, temperature=eval_cfg.get("teacher_temperature", 1.0))
-    rows = []
-    for run, (seed, model) in enumerate(zip(seeds, models)):
-        acc = accuracy(model, test_images, test_labels, device)
-        log.info("%s %s seed %d: final-epoch test accuracy %.4f", method, model_name, seed, acc)
-        rows.append({"method": method, "model": model_name, "seed": seed, "train_images": len(set_frame), "epochs": epochs, "test_accuracy": acc,
-                     **(tracker.best(run) if tracker else {})})
-    io.write_parquet(pd.DataFrame(rows), out_path)
+    return TrainedOnSet(seeds, models, test_images, test_labels, epochs, device, tracker)
+
+
+def gradcam(*, set_paths: dict, manifest_path, source_cfg: dict, eval_cfg: dict, gradcam_cfg: dict, ipc: int,
+            title: str, out_png, out_table) -> None:
+    """Grad-CAM of `gradcam.model` trained on each set of `set_paths` (method -> set file) by the
+    evaluation protocol with the first evaluation seed (the evaluation's own run of that seed),
+    on the first `images_per_class` test images of each class: the picture, and per image and
+    method the model's prediction and softmax of the true class, beside the model's accuracy on
+    the whole test split (as the evaluation table reports it for that seed)."""
+    from ..gradcam import class_activation_maps, gradcam_figure
+    from ..train import accuracy, predict, to_float
+
+    manifest = pd.read_parquet(manifest_path)
+    test = manifest[manifest.split == "test"]
+    shown = test.groupby("label", sort=True).head(gradcam_cfg["images_per_class"]).sort_values("label", kind="stable")
+    positions = [test.index.get_loc(index) for index in shown.index]
+    model_name, seed = gradcam_cfg["model"], int(eval_cfg["seeds"][0])
+    rows, panel = [], {}
+    for method, set_path in set_paths.items():
+        trained = train_on_set(pd.read_parquet(set_path), manifest, source_cfg=source_cfg, model_name=model_name,
+                               eval_cfg=eval_cfg, ipc=ipc, teacher_path=eval_cfg.get("teacher"), seeds=[seed])
+        model, device = trained.models[0], trained.device
+        test_accuracy = accuracy(model, trained.test_images, trained.test_labels, device)
+        images = to_float(trained.test_images[positions])
+        labels = trained.test_labels[positions]
+        predicted = predict(model, images, device)["probs"]
+        p_label = predicted.gather(1, labels.view(-1, 1).to(predicted.device)).squeeze(1).cpu()
+        panel[method] = {"cams": class_activation_maps(model, images, labels), "predicted": predicted.argmax(1).cpu(),
+                         "p_label": p_label}
+        log.info("%s %s seed %d: test accuracy %.4f (Grad-CAM model)", method, model_name, seed, test_accuracy)
+        rows += [{"method": method, "model": model_name, "seed": seed, "image_id": image_id, "label": int(label),
+                  "predicted": int(pred), "p_label": float(p), "test_accuracy": test_accuracy}
+                 for image_id, label, pred, p in zip(shown.image_id, labels, panel[method]["predicted"], p_label)]
+    io.write_parquet(pd.DataFrame(rows), out_table)
+    figure = gradcam_figure(images, labels.tolist(), data.class_names(manifest), panel, title)
+    io.write_png(figure, out_png)
 
 
 def aggregate(*, eval_paths, out_csv, out_summary, out_paired, out_paired_md, title: str) -> None:

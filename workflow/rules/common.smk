@@ -98,6 +98,7 @@ LATER_KEYS_AS_BEFORE = {
     "teacher": "none",
     "best_epoch_evaluations": None,
     "best_epoch_after": 0,
+    "consistency_weight": 0,
 }
 
 
@@ -434,6 +435,16 @@ def get_eval_sets(wildcards):
 
 
 get_quality_config = get_section("quality")
+get_gradcam_config = get_section("gradcam")
+
+
+def get_gradcam_sets(wildcards):
+    """The sets compared by Grad-CAM (`gradcam.methods`), named by method."""
+    check_ipc(wildcards)
+    return {
+        method: f"results/{wildcards.dataset}/ipc{wildcards.ipc}/sets/{method}.parquet"
+        for method in get_gradcam_config(wildcards)["methods"]
+    }
 
 
 # Label-noise experiments (workflow/rules/experiments.smk)

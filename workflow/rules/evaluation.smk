@@ -60,6 +60,39 @@ rule label_consistency:
         "../scripts/label_consistency.py"
 
 
+# Grad-CAM of one model trained on each compared set (the paper's Fig. 3): detdistill.gradcam.
+rule gradcam:
+    input:
+        unpack(get_gradcam_sets),
+        manifest="results/{dataset}/data/manifest.parquet",
+        teacher=get_teacher,
+    output:
+        picture=report(
+            "results/{dataset}/ipc{ipc}/figures/gradcam.png",
+            caption="../report/gradcam.rst",
+            category="Refinement",
+            subcategory="{dataset} IPC {ipc}",
+            labels={"dataset": "{dataset}", "IPC": "{ipc}", "picture": "Grad-CAM"},
+        ),
+        table="results/{dataset}/ipc{ipc}/figures/gradcam.parquet",
+    log:
+        "logs/gradcam/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/gradcam/{dataset}_ipc{ipc}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        evaluation=get_evaluation_config,
+        gradcam=get_gradcam_config,
+        methods=lambda wildcards: get_gradcam_config(wildcards)["methods"],
+    script:
+        "../scripts/gradcam.py"
+
+
 rule aggregate_results:
     input:
         tables=get_eval_tables,
@@ -67,6 +100,7 @@ rule aggregate_results:
         # not read: the dataset's final target builds its side tables and pictures (as the consistency one)
         quality="results/{dataset}_ipc{ipc}_quality.csv",
         figures="results/{dataset}/ipc{ipc}/figures/flagged.png",
+        gradcam="results/{dataset}/ipc{ipc}/figures/gradcam.png",
     output:
         table=report(
             "results/{dataset}_ipc{ipc}.csv",
