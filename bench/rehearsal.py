@@ -84,7 +84,9 @@ TINY_CLASSES, TINY_COUNTS, TINY_SIZE, TINY_MODELS = 2, (12, 4), 32, ["convnet"]
 RULE_ORDER = ["prepare_data", "prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial",
               "train_classifier", "score_initial", "detect_anomalies", "generate_candidates", "build_refined_set",
               "select_random_subset", "evaluate", "evaluate_full", "label_consistency", "set_quality", "refinement_figures",
-              "aggregate_results"]
+              "gradcam", "aggregate_results"]
+#: the rules that train classifiers: projected to the paper's epochs (the others are measured as they are)
+TRAINING_RULES = ("train_classifier", "evaluate", "evaluate_full", "gradcam")
 #: issue "Paper-scale speed": `results/imagenette_ipc10.csv` on one H100
 TARGETS_S = {"without_full_data": 30 * 60, "full_data": 45 * 60}
 #: the fewest rehearsal epochs of a training: the fixed part is fitted from 1 and this many
@@ -239,7 +241,14 @@ def paper_epochs(paper: dict) -> dict:
     for model in paper["evaluation"]["models"]:
         out[("evaluate", model)] = ipc_epochs(paper["evaluation"], IPC, model)
         out[("evaluate_full", model)] = full_epochs(paper["evaluation"], model)
+    gradcam_model = gradcam_model_of(paper)
+    out[("gradcam", gradcam_model)] = ipc_epochs(paper["evaluation"], IPC, gradcam_model)
     return out
+
+
+def gradcam_model_of(entry: dict) -> str:
+    """The model rule gradcam trains (one run per compared set, the evaluation's protocol)."""
+    return entry.get("gradcam", {}).get("model", "convnet")
 
 
 def rehearsal_settings(paper: dict, data_root: Path, weights: Path, epoch_scale: float, tiny: bool) -> dict:
@@ -343,11 +352,13 @@ def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, l
 
 
 # --------------------------------------------------------------------------- 5. measure
-def job_kind(rule: str, job: str, dataset: str, models: list[str]) -> str | None:
+def job_kind(rule: str, job: str, dataset: str, models: list[str], gradcam_model: str = "convnet") -> str | None:
     """The role or model a training job trains (from its benchmark file's stem), else None."""
     rest = job.removeprefix(f"{dataset}_")
     if rule == "train_classifier":
         return rest
+    if rule == "gradcam":
+        return gradcam_model
     if rule in ("evaluate", "evaluate_full"):
         return next((m for m in models if rest.endswith(f"_{m}") or rest == m), None)
     return None
@@ -363,6 +374,12 @@ def training_work(results: Path, rule: str, job: str, dataset: str, kind: str) -
         metrics = json.loads(path.read_text())
         epochs = int(metrics["train_config"]["train"]["epochs"])
         return epochs, int(metrics["train_images"]) * epochs
+    if rule == "gradcam":  # one run per compared set
+        path = base / f"ipc{IPC}" / "figures" / "gradcam.parquet"
+        if not path.is_file():
+            return None
+        runs = pd.read_parquet(path).drop_duplicates("method")
+        return int(runs.epochs.max()), int((runs.train_images * runs.epochs).sum())
     if rule == "evaluate":
         method = job.removeprefix(f"{dataset}_ipc{IPC}_").removesuffix(f"_{kind}")
         path = base / f"ipc{IPC}" / "eval" / method / f"{kind}.parquet"
@@ -421,18 +438,20 @@ def stage_row(**fields) -> dict:
     return {**dict.fromkeys(STAGE_FIELDS), **fields}
 
 
-def training_stages(rule: str, group: pd.DataFrame, calib: pd.DataFrame, results: Path, models: list[str], paper: dict) -> list[dict]:
+def training_stages(rule: str, group: pd.DataFrame, calib: pd.DataFrame, results: Path, models: list[str], paper: dict,
+                    gradcam_model: str = "convnet") -> list[dict]:
     """One row per role or model of a training rule: measured, and projected to the paper's epochs
     as fixed part + (wall - fixed part) x paper epochs / rehearsal epochs, per job."""
     rows = []
-    kinds = [job_kind(rule, j, DATASET, models) for j in group.job]
+    kinds = [job_kind(rule, j, DATASET, models, gradcam_model) for j in group.job]
     for kind, sub in group.assign(kind=kinds).groupby("kind", sort=True):
         work = [training_work(results, rule, j, DATASET, kind) for j in sub.job]
         sub = sub.assign(epochs=[w[0] if w else np.nan for w in work], images=[w[1] if w else np.nan for w in work])
         sub = sub.dropna(subset=["epochs"])  # jobs stopped by the deadline left no artifact
         if sub.empty:
             continue
-        cal = calib[(calib.rule == rule) & np.array([job_kind(rule, j, CALIBRATION, models) == kind for j in calib.job], dtype=bool)]
+        cal = calib[(calib.rule == rule) & np.array([job_kind(rule, j, CALIBRATION, models, gradcam_model) == kind
+                                                     for j in calib.job], dtype=bool)]
         cal_work = training_work(results, rule, cal.job.iloc[0], CALIBRATION, kind) if len(cal) else None
         fit = fit_fixed(sub, pd.Series({"seconds": cal.seconds.iloc[0], "epochs": cal_work[0]}) if cal_work else None)
         epochs, paper_epochs_ = int(sub.epochs.iloc[0]), paper[(rule, kind)]
@@ -460,8 +479,8 @@ def measure(workdir: Path, paper: dict, models: list[str], main_run: dict, seria
     order = {rule: i for i, rule in enumerate(RULE_ORDER)}
     for rule in sorted(jobs.rule.unique(), key=lambda r: (order.get(r, len(order)), r)):
         group = jobs[jobs.rule == rule]
-        if rule in ("train_classifier", "evaluate", "evaluate_full"):
-            stages += training_stages(rule, group, calib, results, models, paper_epochs(paper))
+        if rule in TRAINING_RULES:
+            stages += training_stages(rule, group, calib, results, models, paper_epochs(paper), gradcam_model_of(paper))
             continue
         what, images = generated_images(results, rule) or (None, None)
         wall = float(group.seconds.sum())

@@ -14,7 +14,8 @@ from conftest import REPO
 #: every rule with a benchmark file, as the workflow runs them for one dataset and IPC
 BENCHMARKED_RULES = {"prepare_data", "prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial",
                      "train_classifier", "score_initial", "detect_anomalies", "generate_candidates", "build_refined_set",
-                     "select_random_subset", "evaluate", "evaluate_full", "label_consistency", "set_quality", "refinement_figures", "aggregate_results"}
+                     "select_random_subset", "evaluate", "evaluate_full", "label_consistency", "set_quality", "refinement_figures", "gradcam",
+                     "aggregate_results"}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,7 @@ def test_projection_scales_the_training_part_by_the_epochs(rehearsal):
         ("train_classifier", "judge"): (2, paper["judge"]["train"]["epochs"]),
         ("evaluate", "convnet"): (2, 2000),  # epochs_by_ipc at IPC 10 x epoch_scale 1.0
         ("evaluate_full", "convnet"): (2, paper["evaluation"]["full_epochs"]),
+        ("gradcam", "convnet"): (2, 2000),  # one ConvNet run per compared set, the evaluation's epochs
     }
     training = {(s["rule"], s["kind"]): s for s in report["stages"] if s["projection"] == "projected"}
     assert set(training) == set(expected_epochs)
@@ -80,7 +82,10 @@ def test_projection_scales_the_training_part_by_the_epochs(rehearsal):
         assert 0 <= s["fixed_s_per_job"] * s["jobs"] <= s["wall_s"] + 1e-9
         assert s["train_s"] == pytest.approx(s["wall_s"] - s["jobs"] * s["fixed_s_per_job"])
         assert s["projected_s"] == pytest.approx(s["jobs"] * s["fixed_s_per_job"] + s["train_s"] * s["paper_epochs"] / s["epochs"])
-        assert s["fixed_method"].startswith("fit: 1 epoch")
+        # the calibration run has no Grad-CAM job (it would need the whole refinement): all of it is
+        # scaled by the epochs, an upper bound, and labelled so
+        expected_method = "no calibration job" if key[0] == "gradcam" else "fit: 1 epoch"
+        assert s["fixed_method"].startswith(expected_method), (key, s["fixed_method"])
     # stages doing the paper's work already are not scaled
     for s in report["stages"]:
         if s["projection"] != "projected":

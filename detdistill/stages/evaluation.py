@@ -174,7 +174,8 @@ def gradcam(*, set_paths: dict, manifest_path, source_cfg: dict, eval_cfg: dict,
     model_name, seed = gradcam_cfg["model"], int(eval_cfg["seeds"][0])
     rows, panel = [], {}
     for method, set_path in set_paths.items():
-        trained = train_on_set(pd.read_parquet(set_path), manifest, source_cfg=source_cfg, model_name=model_name,
+        trained_on = pd.read_parquet(set_path)
+        trained = train_on_set(trained_on, manifest, source_cfg=source_cfg, model_name=model_name,
                                eval_cfg=eval_cfg, ipc=ipc, teacher_path=eval_cfg.get("teacher"), seeds=[seed])
         model, device = trained.models[0], trained.device
         test_accuracy = accuracy(model, trained.test_images, trained.test_labels, device)
@@ -185,7 +186,8 @@ def gradcam(*, set_paths: dict, manifest_path, source_cfg: dict, eval_cfg: dict,
         panel[method] = {"cams": class_activation_maps(model, images, labels), "predicted": predicted.argmax(1).cpu(),
                          "p_label": p_label}
         log.info("%s %s seed %d: test accuracy %.4f (Grad-CAM model)", method, model_name, seed, test_accuracy)
-        rows += [{"method": method, "model": model_name, "seed": seed, "image_id": image_id, "label": int(label),
+        rows += [{"method": method, "model": model_name, "seed": seed, "train_images": len(trained_on),
+                  "epochs": trained.epochs, "image_id": image_id, "label": int(label),
                   "predicted": int(pred), "p_label": float(p), "test_accuracy": test_accuracy}
                  for image_id, label, pred, p in zip(shown.image_id, labels, panel[method]["predicted"], p_label)]
     io.write_parquet(pd.DataFrame(rows), out_table)
