@@ -30,12 +30,16 @@ CANDIDATE_ROWS_PER_CLASS = 3
 
 def _cell(path: str, colour: tuple[int, int, int] | None) -> Image.Image:
     """The image at `path`, resized to CELL, framed in `colour` (white frame when None)."""
-    image = Image.open(path).convert("RGB")
-    # upscaled small images keep their pixels visible; large ones are downscaled smoothly
-    image = image.resize((CELL, CELL), Image.Resampling.NEAREST if image.width < CELL else Image.Resampling.LANCZOS)
+    image = upscaled(Image.open(path).convert("RGB"))
     framed = Image.new("RGB", (CELL + 2 * BORDER, CELL + 2 * BORDER), colour or (255, 255, 255))
     framed.paste(image, (BORDER, BORDER))
     return framed
+
+
+def upscaled(image: Image.Image) -> Image.Image:
+    """`image` at CELL x CELL: small images upscaled keep their pixels visible; large ones are
+    downscaled smoothly."""
+    return image.resize((CELL, CELL), Image.Resampling.NEAREST if image.width < CELL else Image.Resampling.LANCZOS)
 
 
 def _reason_colour(reason: str) -> tuple[int, int, int] | None:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageDraw
 
-from .figures import CELL, COLOURS, TEXT, _join, _legend
+from .figures import CELL, COLOURS, TEXT, _join, _legend, upscaled
 
 #: the overlay's weight of the heat map against the image (pytorch-grad-cam's show_cam_on_image)
 CAM_WEIGHT = 0.5
@@ -49,12 +49,7 @@ def overlay(image: torch.Tensor, cam: np.ndarray) -> Image.Image:
 
     rgb = image.permute(1, 2, 0).cpu().numpy().astype(np.float32)
     blended = show_cam_on_image(rgb, cam.astype(np.float32), use_rgb=True, image_weight=1 - CAM_WEIGHT)
-    return _upscaled(Image.fromarray(blended))
-
-
-def _upscaled(image: Image.Image) -> Image.Image:
-    resample = Image.Resampling.NEAREST if image.width < CELL else Image.Resampling.LANCZOS
-    return image.resize((CELL, CELL), resample)
+    return upscaled(Image.fromarray(blended))
 
 
 def _captioned(image: Image.Image, caption: str, colour: tuple[int, int, int]) -> Image.Image:
@@ -73,7 +68,7 @@ def gradcam_figure(images: torch.Tensor, labels: list[int], class_names: list[st
     def short(label: int) -> str:
         return class_names[label][:10]
 
-    lines = [[_captioned(_upscaled(_to_pil(image)), short(label), (0, 0, 0)) for image, label in zip(images, labels)]]
+    lines = [[_captioned(upscaled(_to_pil(image)), short(label), (0, 0, 0)) for image, label in zip(images, labels)]]
     for row in rows.values():
         cells = []
         for i, (image, label) in enumerate(zip(images, labels)):

@@ -206,6 +206,11 @@ class _StackedStep:
         forward does not use."""
 
 
+def _kl_divergence(target: torch.Tensor, log_predicted: torch.Tensor) -> torch.Tensor:
+    """KL(target || predicted) per run, averaged over the batch: (S, B, K) -> (S,)."""
+    return (target * (target.clamp_min(1e-12).log() - log_predicted)).sum(-1).mean(-1)
+
+
 def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.Tensor, labels: torch.Tensor,
                       cfg: TrainConfig, device, *, stack: str | bool = "auto", desc: str = "train",
                       log: Callable[[str], None] | None = None,
@@ -304,8 +309,7 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = step(torch.stack([unlabeled_views(run) for run in group_runs])).float()
         first, second = logits.chunk(2, dim=1)
-        target = first.detach().softmax(-1)
-        return (target * (target.clamp_min(1e-12).log() - second.log_softmax(-1))).sum(-1).mean(-1)
+        return _kl_divergence(first.detach().softmax(-1), second.log_softmax(-1))
 
     log_every = max(1, cfg.epochs // 20)
     # The draws use the global CPU RNG: swapped per run inside, the caller's state restored after.
@@ -330,8 +334,7 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
                         # one-hot targets); the sum's gradient for each run's parameters is its own loss's
                         per_run = -(torch.stack(ys) * logits.float().log_softmax(-1)).sum(-1).mean(-1)
                     else:
-                        log_student = (logits.float() / temperature).log_softmax(-1)
-                        per_run = (soft * (soft.clamp_min(1e-12).log() - log_student)).sum(-1).mean(-1)
+                        per_run = _kl_divergence(soft, (logits.float() / temperature).log_softmax(-1))
                     if consistency:
                         per_run = per_run + consistency_weight * consistency_loss(group_runs, step)
                     opt.zero_grad(set_to_none=True)
