@@ -88,7 +88,6 @@ rule gradcam:
         source=get_source,
         evaluation=get_evaluation_config,
         gradcam=get_gradcam_config,
-        methods=lambda wildcards: get_gradcam_config(wildcards)["methods"],
     script:
         "../scripts/gradcam.py"
 

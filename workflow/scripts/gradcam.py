@@ -3,7 +3,7 @@ from detdistill.workflow import setup
 
 setup(snakemake)
 gradcam(
-    set_paths={method: snakemake.input[method] for method in snakemake.params.methods},
+    set_paths={method: snakemake.input[method] for method in snakemake.params.gradcam["methods"]},
     manifest_path=snakemake.input.manifest,
     source_cfg=snakemake.params.source,
     eval_cfg=snakemake.params.evaluation,
