@@ -12,6 +12,11 @@ Modes (`refinement.beta_mode`)
 - ``fixed``: `refinement.beta` for every class (the paper).
 - ``quantile_global``: one beta, the q-quantile over all validation images.
 - ``quantile_per_class``: per class, the q-quantile over that class's validation images.
+- ``temperature``: the fixed `refinement.beta`, applied to the detector's *temperature-scaled*
+  softmax (Guo et al. 2017): one temperature T fitted by NLL on the validation images when the
+  detector is trained, stored in its safetensors metadata and applied wherever the detector
+  scores images (initial images, candidates, validation and test images). Predictions never
+  change; only how confident they read. Scores then keep the uncalibrated `p_target_raw` beside.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import pandas as pd
 
 from .data import DataError
 
-BETA_MODES = ("fixed", "quantile_global", "quantile_per_class")
+BETA_MODES = ("fixed", "quantile_global", "quantile_per_class", "temperature")
+#: modes with a fixed beta per class; `temperature` calibrates the softmax instead
+QUANTILE_MODES = ("quantile_global", "quantile_per_class")
 VALIDATION_SPLIT = "val"
 
 log = logging.getLogger("detdistill")
@@ -32,8 +39,8 @@ log = logging.getLogger("detdistill")
 def calibrated_betas(validation_scores: pd.DataFrame, mode: str, quantile: float, labels, where: str = "validation scores") -> dict[int, float]:
     """{label: beta} from the validation images' `p_target` (numpy's linear-interpolation quantile).
     `where` names the table in errors."""
-    if mode not in BETA_MODES or mode == "fixed":
-        raise ValueError(f"calibrated_betas: mode {mode!r} is not one of {BETA_MODES[1:]}")
+    if mode not in QUANTILE_MODES:
+        raise ValueError(f"calibrated_betas: mode {mode!r} is not one of {QUANTILE_MODES}")
     if not 0 < quantile < 1:
         raise DataError(f"`refinement.beta_quantile` {quantile} must be between 0 and 1 (exclusive)")
     labels = [int(y) for y in labels]
@@ -54,10 +61,71 @@ def calibrated_betas(validation_scores: pd.DataFrame, mode: str, quantile: float
 
 def anomaly_betas(beta: float, mode: str, quantile: float | None, labels, validation_scores: pd.DataFrame | None = None,
                   where: str = "validation scores") -> dict[int, float]:
-    """{label: beta} the anomaly rule applies: the fixed `beta` for every class in `fixed` mode,
-    else calibrated on the detector's validation scores (which must then be given)."""
-    if mode == "fixed":
+    """{label: beta} the anomaly rule applies: the fixed `beta` for every class in `fixed` and
+    `temperature` mode (there the softmax is calibrated, not beta), else calibrated on the
+    detector's validation scores (which must then be given)."""
+    if mode in ("fixed", "temperature"):
         return {int(y): float(beta) for y in labels}
     if validation_scores is None:
         raise ValueError(f"refinement.beta_mode {mode!r} needs the detector's validation scores")
     return calibrated_betas(validation_scores, mode, quantile, labels, where)
+
+
+#: the range a fitted temperature is searched in: a detector right on every validation image has
+#: no finite NLL optimum (T -> 0); a fit at an end is reported as such (`at_bound`)
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def fit_temperature(logits, labels, tolerance: float = 1e-6) -> float:
+    """Temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks"): the
+    T in TEMPERATURE_BOUNDS minimising the NLL of softmax(logits / T) on held-out images. The NLL
+    is convex in 1/T, so unimodal in log T: a golden-section search on log T in float64 finds it
+    deterministically, bounded, and with no step size to tune. The argmax, so every predicted
+    class, is unchanged by T."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(logits) == 0:
+        raise DataError("temperature scaling needs validation images: set `source.validation_fraction` above 0")
+
+    def nll(log_t: float) -> float:
+        return float(F.cross_entropy(logits / math.exp(log_t), labels))
+
+    low, high = (math.log(t) for t in TEMPERATURE_BOUNDS)
+    ratio = (math.sqrt(5) - 1) / 2
+    c, d = high - ratio * (high - low), low + ratio * (high - low)
+    f_c, f_d = nll(c), nll(d)
+    while high - low > tolerance:
+        # ties (an NLL flat at float64's resolution) move towards the larger, less extreme T
+        if f_c < f_d:
+            high, d, f_d = d, c, f_c
+            c = high - ratio * (high - low)
+            f_c = nll(c)
+        else:
+            low, c, f_c = c, d, f_d
+            d = low + ratio * (high - low)
+            f_d = nll(d)
+    return math.exp((low + high) / 2)
+
+
+def calibration_metrics(logits, labels, temperature: float, n_bins: int = 15) -> dict:
+    """NLL and expected calibration error (torchmetrics, `n_bins` equal-width bins, L1) of the
+    softmax before (T = 1) and after temperature scaling, on the images T was fitted on."""
+    import torch
+    import torch.nn.functional as F
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    out = {"temperature": temperature, "images": len(labels),
+           "at_bound": any(abs(temperature / bound - 1) < 1e-4 for bound in TEMPERATURE_BOUNDS)}
+    for name, t in (("before", 1.0), ("after", temperature)):
+        scaled = logits / t
+        out[f"nll_{name}"] = float(F.cross_entropy(scaled, labels))
+        out[f"ece_{name}"] = float(multiclass_calibration_error(scaled.softmax(1).float(), labels, num_classes=logits.shape[1],
+                                                                n_bins=n_bins, norm="l1"))
+    return out

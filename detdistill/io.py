@@ -125,11 +125,15 @@ def write_bytes(data: bytes, path) -> None:
 
 
 def write_png(image, path, owner: bool = True) -> None:
-    """Write a float tensor (3,H,W) in [0,1] or a PIL image as PNG (`owner`: see atomic_path)."""
+    """Write a float tensor (3,H,W) in [0,1], a uint8 one in [0,255] or a PIL image as PNG
+    (`owner`: see atomic_path)."""
+    import torch
     from PIL import Image
 
     if not isinstance(image, Image.Image):
-        array = (image.detach().clamp(0, 1).mul(255).round().to("cpu").byte().permute(1, 2, 0).numpy())
+        # a uint8 tensor through the float path would clamp every pixel to 0 or 1: black
+        image = image.detach() if image.dtype == torch.uint8 else image.detach().clamp(0, 1).mul(255).round().byte()
+        array = image.to("cpu").permute(1, 2, 0).numpy()
         image = Image.fromarray(array)
     with atomic_path(path, owner) as tmp:
         image.save(tmp, format="PNG")

@@ -27,14 +27,16 @@ def markdown_table(rows: list[dict]) -> str:
 
 @dataclass(frozen=True)
 class FixedBetaComparison:
-    """A calibrated run's anomaly report also shows what the paper's fixed beta would have flagged."""
+    """A calibrated run's anomaly report also shows what the paper's rule (fixed beta on the
+    detector's plain softmax) would have flagged."""
 
     beta: float  # the fixed `refinement.beta`
     mode: str  # the calibrated `refinement.beta_mode`
-    quantile: float  # `refinement.beta_quantile`
-    synthetic: pd.DataFrame  # the initial images flagged with the fixed beta
-    real: pd.DataFrame  # the real held-out images flagged with the fixed beta
-    validation_images: int  # images the calibrated beta was read from
+    quantile: float | None  # `refinement.beta_quantile` (quantile modes)
+    synthetic: pd.DataFrame  # the initial images flagged with the fixed beta on the plain softmax
+    real: pd.DataFrame  # the real held-out images flagged with the fixed beta on the plain softmax
+    validation_images: int  # images the calibrated beta or the temperature was fitted on
+    temperature: float | None = None  # `temperature` mode: the detector's fitted T
 
 
 def _share(frame: pd.DataFrame) -> str:
@@ -47,20 +49,31 @@ def _beta_text(frame: pd.DataFrame) -> str:
 
 
 def _comparison_lines(frame: pd.DataFrame, real: pd.DataFrame, fixed: FixedBetaComparison) -> list[str]:
-    return [
-        "## Fixed against calibrated beta",
-        "",
-        (
+    if fixed.temperature is None:
+        heading, used = "## Fixed against calibrated beta", f"calibrated, {fixed.mode} q = {fixed.quantile} (used)"
+        text = (
             f"This run flags with the calibrated beta (`{fixed.mode}`): the {fixed.quantile}-quantile of the detector's "
             f"target softmax on {fixed.validation_images} real validation images (train-split images no model "
             "trained on). The paper's fixed beta is shown beside it; refinement uses the calibrated one."
-        ),
+        )
+    else:
+        heading, used = "## Plain against temperature-scaled softmax", f"temperature-scaled softmax, T = {fixed.temperature:.3f} (used)"
+        text = (
+            f"This run applies the paper's beta to the detector's temperature-scaled softmax: T = {fixed.temperature:.3f}, "
+            f"fitted by NLL on {fixed.validation_images} real validation images (train-split images no model trained on; "
+            "T < 1 sharpens an under-confident detector). Predicted classes do not change with T, only confidence. "
+            "The paper's rule on the plain softmax is shown beside it; refinement, candidates included, uses the scaled one."
+        )
+    return [
+        heading,
+        "",
+        text,
         "",
         markdown_table(
             [
                 {"rule": "fixed (paper)", "beta": str(fixed.beta), "synthetic images flagged": _share(fixed.synthetic),
                  "real held-out (test) images flagged": _share(fixed.real)},
-                {"rule": f"calibrated, {fixed.mode} q = {fixed.quantile} (used)", "beta": _beta_text(frame),
+                {"rule": used, "beta": _beta_text(frame),
                  "synthetic images flagged": _share(frame), "real held-out (test) images flagged": _share(real)},
             ]
         ),
@@ -76,7 +89,12 @@ def anomaly_markdown(frame: pd.DataFrame, real: pd.DataFrame, beta: float, class
     flagged = frame[frame.defective].sort_values(["label", "prototype_id"])
     class_names = [markdown_cell(name) for name in class_names]
     counts = frame.reason.value_counts().to_dict()
-    rule = f"beta = {beta}" if fixed is None else f"calibrated beta ({fixed.mode}) = {_beta_text(frame)}"
+    if fixed is None:
+        rule = f"beta = {beta}"
+    elif fixed.temperature is None:
+        rule = f"calibrated beta ({fixed.mode}) = {_beta_text(frame)}"
+    else:
+        rule = f"beta = {beta} on the softmax at temperature {fixed.temperature:.3f}"
     lines = [
         "# Anomaly report",
         "",

@@ -421,6 +421,13 @@ def read_model_meta(path) -> dict:
     raise ValueError(f"{path} has no build_args metadata; was it written by detdistill.train.save_model?")
 
 
+def model_temperature(path) -> float | None:
+    """The softmax temperature stored with a saved model (a detector trained with
+    `refinement.beta_mode: temperature`, detdistill.calibration); None for every other model."""
+    temperature = read_model_meta(path)["meta"].get("temperature")
+    return None if temperature is None else float(temperature)
+
+
 def load_model(path, device) -> nn.Module:
     """Rebuild the architecture from the file's metadata and load its weights, in eval mode."""
     from safetensors.torch import load_file

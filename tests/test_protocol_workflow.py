@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_workflow, markdown_table_rows, snakemake
+from conftest import assert_stops_with, copy_workflow, markdown_table_rows, snakemake
 
 QUANTILE = 0.5
 FIXED_BETA = 0.97  # tiny.yaml's refinement.beta
@@ -88,3 +88,29 @@ def test_calibrated_beta_without_a_validation_split_stops_before_any_job(tmp_pat
     assert proc.returncode != 0
     assert "error: `datasets.tiny.refinement.beta_mode` quantile_global reads beta off validation images" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_temperature_mode_needs_a_validation_split_and_gives_only_the_detector_its_fit(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    configfile = _config(workdir, "temperature_no_validation.yaml", refinement={"beta_mode": "temperature"})
+    proc = snakemake(workdir, "results/tiny/ipc2/anomalies.md", "-n", "--configfile", configfile, check=False)
+    assert_stops_with(proc, "error: `datasets.tiny.refinement.beta_mode` temperature fits the detector's temperature on validation images")
+    configfile = _config(workdir, "temperature.yaml", source={"validation_fraction": 0.2}, refinement={"beta_mode": "temperature"})
+    proc = snakemake(workdir, "results/tiny/ipc2/anomalies.md", "-n", "-p", "--configfile", configfile)
+    assert "rule score_validation:" in proc.stdout
+
+
+@pytest.mark.long
+def test_temperature_mode_scales_the_detector_not_the_judge(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    configfile = _config(workdir, "temperature.yaml", source={"validation_fraction": 0.2}, refinement={"beta_mode": "temperature"})
+    snakemake(workdir, "results/tiny/ipc2/anomalies.md", "results/tiny/classifiers/judge/metrics.json", "--configfile", configfile)
+    run = workdir / "results" / "tiny"
+    detector = json.loads((run / "classifiers" / "detector" / "metrics.json").read_text())
+    judge = json.loads((run / "classifiers" / "judge" / "metrics.json").read_text())
+    temperature = detector["temperature_scaling"]["temperature"]
+    assert "temperature_scaling" not in judge and "temperature_scaling" not in judge["train_config"]
+    anomalies = pd.read_parquet(run / "ipc2" / "anomalies.parquet")
+    assert (anomalies.temperature == temperature).all() and (anomalies.beta == FIXED_BETA).all()
+    assert (anomalies.defective == ((anomalies.predicted != anomalies.label) | (anomalies.p_target < FIXED_BETA))).all()
+    assert f"T = {temperature:.3f} (used)" in (run / "ipc2" / "anomalies.md").read_text()

@@ -25,6 +25,21 @@ def flag_anomalies(scores: pd.DataFrame, beta: float | dict[int, float]) -> pd.D
     return frame
 
 
+def _plain_softmax(scores: pd.DataFrame) -> pd.DataFrame:
+    """Scores as the detector's plain softmax (T = 1) gives them: `p_target_raw` where a
+    temperature-scaled detector wrote one (detdistill.calibration), else `p_target` as it is."""
+    return scores.assign(p_target=scores.p_target_raw) if "p_target_raw" in scores else scores
+
+
+def _detector_temperature(scores: pd.DataFrame, scores_path) -> float:
+    """The temperature the initial images were scored at (a detector saved without one leaves no
+    column): a run set to `beta_mode: temperature` must have a scaled detector."""
+    if "temperature" not in scores:
+        raise data.DataError(f"{scores_path} was scored by a detector without a fitted temperature, but "
+                             "`refinement.beta_mode` is temperature: delete the detector's model.safetensors and re-run")
+    return float(scores.temperature.iloc[0])
+
+
 def detect_anomalies(*, scores_path, detector_test_scores_path, manifest_path, beta: float, out_parquet, out_report,
                      beta_mode: str = "fixed", beta_quantile: float | None = None, validation_scores_path=None) -> None:
     """Flag the initial images with the fixed `beta` or, for a calibrated `beta_mode`, with betas
@@ -41,7 +56,11 @@ def detect_anomalies(*, scores_path, detector_test_scores_path, manifest_path, b
     # the same rule applied to real held-out images: what beta means for this detector (reported only)
     real = flag_anomalies(test_scores, betas)
     fixed = None
-    if beta_mode != "fixed":
+    if beta_mode == "temperature":
+        temperature = _detector_temperature(scores, scores_path)
+        fixed = FixedBetaComparison(beta, beta_mode, None, flag_anomalies(_plain_softmax(scores), beta),
+                                    flag_anomalies(_plain_softmax(test_scores), beta), len(validation), temperature)
+    elif beta_mode != "fixed":
         fixed = FixedBetaComparison(beta, beta_mode, beta_quantile, flag_anomalies(scores, beta), flag_anomalies(test_scores, beta),
                                     len(validation))
     io.write_parquet(frame, out_parquet)

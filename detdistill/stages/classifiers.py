@@ -21,7 +21,11 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
                      true_labels: bool = False) -> None:
     """Detector or judge: trained on the real train split only; test split only for its metrics.
     `true_labels` (the judge): where the manifest carries label noise (`clean_label`, detdistill.noise),
-    train on the true labels, so the judge's label-consistency figures stay a measurement."""
+    train on the true labels, so the judge's label-consistency figures stay a measurement.
+    `clf_cfg["temperature_scaling"]` (set by the workflow for the detector of a run with
+    `refinement.beta_mode: temperature`): fit a softmax temperature on the validation split (never
+    the test split) and store it with the model."""
+    from ..calibration import VALIDATION_SPLIT, calibration_metrics, fit_temperature
     from ..models import build_model
     from ..train import TrainConfig, accuracy, predict, save_model
     from ..train import train_classifier as fit_classifier
@@ -40,11 +44,27 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
     history = fit_classifier(model, images, train_labels, cfg, device, desc=clf_cfg["model"], log=log.info)
     train_accuracy = accuracy(model, images, train_labels, device)
     del images  # the train images go before the test images come: the job holds one set at a time
+    meta = {"name": clf_cfg["model"], "num_classes": num_classes, "image_size": image_size, "width": clf_cfg.get("width", 64)}
+    calibration = None
+    if clf_cfg.get("temperature_scaling"):
+        validation = manifest[manifest.split == VALIDATION_SPLIT]
+        if validation.empty:
+            raise data.DataError(f"{manifest_path} has no validation images to fit the detector's temperature on: "
+                                 "set `source.validation_fraction` above 0")
+        # the validation images' labels as observed (noisy where the train split is), like the train split's
+        logits = predict(model, data.load_images(validation, source_cfg, image_size), device)["logits"]
+        temperature = fit_temperature(logits, data.label_tensor(validation))
+        calibration = calibration_metrics(logits, data.label_tensor(validation), temperature)
+        meta["temperature"] = temperature
+        log.info("temperature scaling: T = %.3f on %d validation images (NLL %.3f -> %.3f, ECE %.3f -> %.3f)", temperature,
+                 len(validation), calibration["nll_before"], calibration["nll_after"], calibration["ece_before"],
+                 calibration["ece_after"])
     test_images = data.load_images(test, source_cfg, image_size)
     test_labels = data.label_tensor(test)
-    probs = predict(model, test_images, device)["probs"]
+    test_logits = predict(model, test_images, device)["logits"]
+    probs = _softmax(test_logits, meta.get("temperature", 1.0))
     p_target = probs.gather(1, test_labels[:, None]).squeeze(1)
-    save_model(model, out_model, {"name": clf_cfg["model"], "num_classes": num_classes, "image_size": image_size, "width": clf_cfg.get("width", 64)})
+    save_model(model, out_model, meta)
     metrics = {
         "model": clf_cfg["model"],
         "train_images": len(train),
@@ -57,9 +77,12 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
         "test_share_below_beta": {str(b): float((p_target < b).float().mean()) for b in REPORTED_BETAS},
         "final_loss": history[-1]["loss"] if history else None,
         "train_config": clf_cfg,
+        **({"temperature_scaling": calibration} if calibration else {}),
     }
     io.write_json(metrics, out_metrics)
     test_scores = test[["image_id", "label"]].assign(predicted=probs.argmax(1).numpy(), p_target=p_target.numpy())
+    if calibration:
+        test_scores["p_target_raw"] = test_logits.softmax(1).gather(1, test_labels[:, None]).squeeze(1).numpy()
     io.write_parquet(test_scores, out_test_scores)
     log.info("classifier %s: test accuracy %.4f", clf_cfg["model"], metrics["test_accuracy"])
 
@@ -69,20 +92,32 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
 SCORE_CHUNK = 1024
 
 
+def _softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Softmax at `temperature`; at 1 exactly the plain softmax (runs without scaling keep their bytes)."""
+    return logits.softmax(1) if temperature == 1.0 else (logits / temperature).softmax(1)
+
+
 def score_images(model_path, frame: pd.DataFrame, *, load_images=None, batch_size: int = SCORE_CHUNK) -> pd.DataFrame:
     """Add predicted, p_target and feature columns (detector view) to an image table. Images are
-    read `batch_size` rows at a time by `load_images(rows)` (default: the PNGs at `image_path`)."""
-    from ..train import load_model, predict
+    read `batch_size` rows at a time by `load_images(rows)` (default: the PNGs at `image_path`).
+    A model saved with a temperature (detdistill.calibration) gives its temperature-scaled
+    softmax as p_target, plus `p_target_raw` (T = 1) and the `temperature` it used."""
+    from ..train import load_model, model_temperature, predict
 
     load_images = load_images or (lambda rows: data.load_png_images(rows.image_path))
     device = pick_device()
     model = load_model(model_path, device)
+    temperature = model_temperature(model_path)
     outs = [predict(model, load_images(chunk), device) for chunk in data.row_chunks(frame, batch_size)]
-    probs = torch.cat([out["probs"] for out in outs])
+    logits = torch.cat([out["logits"] for out in outs])
+    probs = _softmax(logits, temperature or 1.0)
     labels = data.label_tensor(frame)
     frame = frame.copy()
     frame["predicted"] = probs.argmax(1).numpy()
     frame["p_target"] = probs.gather(1, labels[:, None]).squeeze(1).numpy()
+    if temperature is not None:
+        frame["p_target_raw"] = logits.softmax(1).gather(1, labels[:, None]).squeeze(1).numpy()
+        frame["temperature"] = temperature
     frame["feature"] = list(torch.cat([out["features"] for out in outs]).numpy())
     return frame
 
@@ -128,5 +163,6 @@ def score_validation(*, manifest_path, source_cfg: dict, image_size: int, detect
     if validation.empty:
         raise data.DataError(f"{manifest_path} has no validation images: set `source.validation_fraction` above 0")
     scored = score_images(detector_path, validation, load_images=lambda rows: data.load_images(rows, source_cfg, image_size))
-    io.write_parquet(scored[["image_id", "label", "predicted", "p_target"]], out_path)
+    kept = ["image_id", "label", "predicted", "p_target", *(c for c in ("p_target_raw", "temperature") if c in scored)]
+    io.write_parquet(scored[kept], out_path)
     log.info("detector on %d validation images: median target softmax %.3f", len(scored), scored.p_target.median())

@@ -289,7 +289,14 @@ def get_eval_tables(wildcards):
 
 
 def get_classifier_config(wildcards):
-    return canonical(dataset_config(wildcards)[wildcards.role])
+    """The `detector` or `judge` section; the detector of a run with `refinement.beta_mode:
+    temperature` also fits its softmax temperature on the validation split (the key is left out
+    otherwise, so other runs keep their params)."""
+    section = canonical(dataset_config(wildcards)[wildcards.role])
+    if wildcards.role == "detector" and get_beta_calibration(wildcards)["mode"] == "temperature":
+        require_validation_split(wildcards, "temperature")
+        section = {**section, "temperature_scaling": True}
+    return section
 
 
 def get_section(name):
@@ -381,21 +388,29 @@ def get_beta_calibration(wildcards):
     in fixed mode the quantile is unused, and changing it must not re-run anything."""
     refinement = dataset_config(wildcards)["refinement"]
     mode = refinement.get("beta_mode", "fixed")
-    return {"mode": mode} if mode == "fixed" else {"mode": mode, "quantile": refinement["beta_quantile"]}
+    return (
+        {"mode": mode} if mode in ("fixed", "temperature") else {"mode": mode, "quantile": refinement["beta_quantile"]}
+    )
 
 
-def get_validation_scores(wildcards):
-    """The detector's scores of the validation split when beta is calibrated on them, else none;
-    a calibrated beta without a validation split stops the run here."""
-    mode = get_beta_calibration(wildcards)["mode"]
-    if mode == "fixed":
-        return []
+def require_validation_split(wildcards, mode):
+    """A calibrated `beta_mode` without a validation split stops the run before any job."""
     if not dataset_config(wildcards)["source"].get("validation_fraction"):
+        what = "fits the detector's temperature on" if mode == "temperature" else "reads beta off"
         stop(
-            f"`datasets.{wildcards.dataset}.refinement.beta_mode` {mode} reads beta off validation images, but there "
+            f"`datasets.{wildcards.dataset}.refinement.beta_mode` {mode} {what} validation images, but there "
             f"is no validation split: set `datasets.{wildcards.dataset}.source.validation_fraction` (e.g. 0.1), "
             "or use `beta_mode: fixed`"
         )
+
+
+def get_validation_scores(wildcards):
+    """The detector's scores of the validation split when beta is calibrated on them (or the
+    report counts the images its temperature was fitted on), else none."""
+    mode = get_beta_calibration(wildcards)["mode"]
+    if mode == "fixed":
+        return []
+    require_validation_split(wildcards, mode)
     return f"results/{wildcards.dataset}/classifiers/detector/validation_scores.parquet"
 
 
