@@ -112,6 +112,12 @@ def fit_temperature(logits, labels, tolerance: float = 1e-6) -> float:
     return math.exp((low + high) / 2)
 
 
+def at_temperature_bound(temperature: float) -> bool:
+    """A fit at an end of TEMPERATURE_BOUNDS: no interior NLL minimum was found. At the lower end
+    the detector was right on (nearly) every validation image and the scaled softmax is ~0 or 1."""
+    return any(abs(temperature / bound - 1) < 1e-4 for bound in TEMPERATURE_BOUNDS)
+
+
 def calibration_metrics(logits, labels, temperature: float, n_bins: int = 15) -> dict:
     """NLL and expected calibration error (torchmetrics, `n_bins` equal-width bins, L1) of the
     softmax before (T = 1) and after temperature scaling, on the images T was fitted on."""
@@ -122,7 +128,7 @@ def calibration_metrics(logits, labels, temperature: float, n_bins: int = 15) ->
     logits = torch.as_tensor(logits, dtype=torch.float64)
     labels = torch.as_tensor(labels, dtype=torch.long)
     out = {"temperature": temperature, "images": len(labels),
-           "at_bound": any(abs(temperature / bound - 1) < 1e-4 for bound in TEMPERATURE_BOUNDS)}
+           "at_bound": at_temperature_bound(temperature)}
     for name, t in (("before", 1.0), ("after", temperature)):
         scaled = logits / t
         out[f"nll_{name}"] = float(F.cross_entropy(scaled, labels))

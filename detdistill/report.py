@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .calibration import TEMPERATURE_BOUNDS, at_temperature_bound
+
 # characters that would end a table cell or start markdown formatting inside one
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|])")
 
@@ -64,6 +66,14 @@ def _comparison_lines(frame: pd.DataFrame, real: pd.DataFrame, fixed: FixedBetaC
             "T < 1 sharpens an under-confident detector). Predicted classes do not change with T, only confidence. "
             "The paper's rule on the plain softmax is shown beside it; refinement, candidates included, uses the scaled one."
         )
+        if at_temperature_bound(fixed.temperature):
+            text += (
+                f" **T is at the end of its search range {TEMPERATURE_BOUNDS}: the NLL had no minimum inside it.** "
+                + ("The detector is right on (nearly) every validation image, so the scaled softmax is about 0 or 1 and "
+                   "this mode flags little but label mismatches. More validation images, or a quantile `beta_mode`, "
+                   "calibrate such a detector." if fixed.temperature < 1 else
+                   "The detector's softmax carries no information its labels confirm; check the validation split.")
+            )
     return [
         heading,
         "",

@@ -150,6 +150,12 @@ def test_anomaly_report_sets_the_plain_softmax_beside_the_scaled_one(tmp_path):
     assert "fixed (paper)|0.9|4 of 4 (100.0%)|1 of 2 (50.0%)" in rows
     assert "temperature-scaled softmax, T = 0.500 (used)|0.900|2 of 4 (50.0%)|0 of 2 (0.0%)" in rows
     assert "beta = 0.9 on the softmax at temperature 0.500" in text and "on 3 real validation images" in text
+    assert "end of its search range" not in text
+    # a fit at the lower bound (a detector right on every validation image) is called out
+    scores.assign(temperature=TEMPERATURE_BOUNDS[0]).to_parquet(paths["scores"])
+    anomaly_stage.detect_anomalies(scores_path=paths["scores"], **kwargs)
+    text = (tmp_path / "a.md").read_text()
+    assert "T is at the end of its search range (0.05, 20.0)" in text and "right on (nearly) every validation image" in text
     # scores from a detector without a temperature cannot pass for scaled ones
     scores.drop(columns=["temperature", "p_target_raw"]).to_parquet(paths["scores"])
     with pytest.raises(data.DataError, match=r"without a fitted temperature.*delete the detector's model\.safetensors"):

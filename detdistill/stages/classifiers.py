@@ -59,6 +59,9 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
         log.info("temperature scaling: T = %.3f on %d validation images (NLL %.3f -> %.3f, ECE %.3f -> %.3f)", temperature,
                  len(validation), calibration["nll_before"], calibration["nll_after"], calibration["ece_before"],
                  calibration["ece_after"])
+        if calibration["at_bound"]:
+            log.warning("temperature scaling: T = %.3f is at the end of its search range (no NLL minimum inside it): "
+                        "see the anomaly report", temperature)
     test_images = data.load_images(test, source_cfg, image_size)
     test_labels = data.label_tensor(test)
     test_logits = predict(model, test_images, device)["logits"]
