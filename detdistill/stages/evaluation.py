@@ -111,12 +111,13 @@ class TrainedOnSet:
 
 def train_on_set(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg: dict, model_name: str, eval_cfg: dict,
                  ipc: int | None, teacher_path=None, seeds: list[int] | None = None,
-                 track_best: bool = False) -> TrainedOnSet:
+                 track_best: bool = False, test: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrainedOnSet:
     """The evaluation protocol's training: `model_name` from scratch on a set, one run per seed
     (`evaluation.seeds` unless `seeds` is given: a run's weights depend on its seed only, so the
     run of seed s is the evaluation's run of seed s, bit for bit on the CPU). Images are loaded at
     `load_size`; training crops (RandomResizedCrop) and the test centre crop are `image_size`
-    (Minimax: 256 -> 224)."""
+    (Minimax: 256 -> 224). `test`: the (images, labels) of an earlier call on the same manifest,
+    so a job training on several sets reads the test split once."""
     from torchvision.transforms.v2 import functional as TF
 
     from ..models import build_model
@@ -127,9 +128,10 @@ def train_on_set(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg:
     method = set_frame.method.iloc[0]
     images = data.load_set_images(set_frame, source_cfg, load_size)
     labels = data.label_tensor(set_frame)
-    test = manifest[manifest.split == "test"]
-    test_images = TF.center_crop(data.load_images(test, source_cfg, load_size), [crop_size, crop_size])
-    test_labels = data.label_tensor(test)
+    if test is None:
+        test_rows = manifest[manifest.split == "test"]
+        test = TF.center_crop(data.load_images(test_rows, source_cfg, load_size), [crop_size, crop_size]), data.label_tensor(test_rows)
+    test_images, test_labels = test
     num_classes = manifest.label.nunique()
     device = pick_device()
     epochs = epochs_for(eval_cfg, ipc, model_name)
@@ -172,11 +174,12 @@ def gradcam(*, set_paths: dict, manifest_path, source_cfg: dict, eval_cfg: dict,
     shown = test.groupby("label", sort=True).head(gradcam_cfg["images_per_class"]).sort_values("label", kind="stable")
     positions = [test.index.get_loc(index) for index in shown.index]
     model_name, seed = gradcam_cfg["model"], int(eval_cfg["seeds"][0])
-    rows, panel = [], {}
+    rows, panel, test_split = [], {}, None
     for method, set_path in set_paths.items():
         trained_on = pd.read_parquet(set_path)
         trained = train_on_set(trained_on, manifest, source_cfg=source_cfg, model_name=model_name,
-                               eval_cfg=eval_cfg, ipc=ipc, teacher_path=eval_cfg.get("teacher"), seeds=[seed])
+                               eval_cfg=eval_cfg, ipc=ipc, teacher_path=eval_cfg.get("teacher"), seeds=[seed], test=test_split)
+        test_split = trained.test_images, trained.test_labels
         model, device = trained.models[0], trained.device
         test_accuracy = accuracy(model, trained.test_images, trained.test_labels, device)
         images = to_float(trained.test_images[positions])
