@@ -64,7 +64,7 @@ def anomaly_betas(beta: float, mode: str, quantile: float | None, labels, valida
     """{label: beta} the anomaly rule applies: the fixed `beta` for every class in `fixed` and
     `temperature` mode (there the softmax is calibrated, not beta), else calibrated on the
     detector's validation scores (which must then be given)."""
-    if mode in ("fixed", "temperature"):
+    if mode not in QUANTILE_MODES:
         return {int(y): float(beta) for y in labels}
     if validation_scores is None:
         raise ValueError(f"refinement.beta_mode {mode!r} needs the detector's validation scores")

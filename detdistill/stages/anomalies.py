@@ -56,13 +56,11 @@ def detect_anomalies(*, scores_path, detector_test_scores_path, manifest_path, b
     # the same rule applied to real held-out images: what beta means for this detector (reported only)
     real = flag_anomalies(test_scores, betas)
     fixed = None
-    if beta_mode == "temperature":
-        temperature = _detector_temperature(scores, scores_path)
-        fixed = FixedBetaComparison(beta, beta_mode, None, flag_anomalies(_plain_softmax(scores), beta),
-                                    flag_anomalies(_plain_softmax(test_scores), beta), len(validation), temperature)
-    elif beta_mode != "fixed":
-        fixed = FixedBetaComparison(beta, beta_mode, beta_quantile, flag_anomalies(scores, beta), flag_anomalies(test_scores, beta),
-                                    len(validation))
+    if beta_mode != "fixed":
+        temperature = _detector_temperature(scores, scores_path) if beta_mode == "temperature" else None
+        fixed = FixedBetaComparison(beta, beta_mode, None if temperature else beta_quantile,
+                                    flag_anomalies(_plain_softmax(scores), beta), flag_anomalies(_plain_softmax(test_scores), beta),
+                                    len(validation), temperature)
     io.write_parquet(frame, out_parquet)
     io.write_text(anomaly_markdown(frame, real, beta, class_names, Path(out_report).parent, fixed=fixed), out_report)
     log.info("anomalies: %d of %d flagged (beta mode %s, betas %s)", int(frame.defective.sum()), len(frame), beta_mode,

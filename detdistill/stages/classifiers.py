@@ -53,8 +53,9 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
                                  "set `source.validation_fraction` above 0")
         # the validation images' labels as observed (noisy where the train split is), like the train split's
         logits = predict(model, data.load_images(validation, source_cfg, image_size), device)["logits"]
-        temperature = fit_temperature(logits, data.label_tensor(validation))
-        calibration = calibration_metrics(logits, data.label_tensor(validation), temperature)
+        validation_labels = data.label_tensor(validation)
+        temperature = fit_temperature(logits, validation_labels)
+        calibration = calibration_metrics(logits, validation_labels, temperature)
         meta["temperature"] = temperature
         log.info("temperature scaling: T = %.3f on %d validation images (NLL %.3f -> %.3f, ECE %.3f -> %.3f)", temperature,
                  len(validation), calibration["nll_before"], calibration["nll_after"], calibration["ece_before"],
@@ -66,7 +67,7 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
     test_labels = data.label_tensor(test)
     test_logits = predict(model, test_images, device)["logits"]
     probs = _softmax(test_logits, meta.get("temperature", 1.0))
-    p_target = probs.gather(1, test_labels[:, None]).squeeze(1)
+    p_target = _of_target(probs, test_labels)
     save_model(model, out_model, meta)
     metrics = {
         "model": clf_cfg["model"],
@@ -85,7 +86,7 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
     io.write_json(metrics, out_metrics)
     test_scores = test[["image_id", "label"]].assign(predicted=probs.argmax(1).numpy(), p_target=p_target.numpy())
     if calibration:
-        test_scores["p_target_raw"] = test_logits.softmax(1).gather(1, test_labels[:, None]).squeeze(1).numpy()
+        test_scores["p_target_raw"] = _of_target(_softmax(test_logits, 1.0), test_labels).numpy()
     io.write_parquet(test_scores, out_test_scores)
     log.info("classifier %s: test accuracy %.4f", clf_cfg["model"], metrics["test_accuracy"])
 
@@ -98,6 +99,11 @@ SCORE_CHUNK = 1024
 def _softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Softmax at `temperature`; at 1 exactly the plain softmax (runs without scaling keep their bytes)."""
     return logits.softmax(1) if temperature == 1.0 else (logits / temperature).softmax(1)
+
+
+def _of_target(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each row's probability of its own label."""
+    return probs.gather(1, labels[:, None]).squeeze(1)
 
 
 def score_images(model_path, frame: pd.DataFrame, *, load_images=None, batch_size: int = SCORE_CHUNK) -> pd.DataFrame:
@@ -117,9 +123,9 @@ def score_images(model_path, frame: pd.DataFrame, *, load_images=None, batch_siz
     labels = data.label_tensor(frame)
     frame = frame.copy()
     frame["predicted"] = probs.argmax(1).numpy()
-    frame["p_target"] = probs.gather(1, labels[:, None]).squeeze(1).numpy()
+    frame["p_target"] = _of_target(probs, labels).numpy()
     if temperature is not None:
-        frame["p_target_raw"] = logits.softmax(1).gather(1, labels[:, None]).squeeze(1).numpy()
+        frame["p_target_raw"] = _of_target(_softmax(logits, 1.0), labels).numpy()
         frame["temperature"] = temperature
     frame["feature"] = list(torch.cat([out["features"] for out in outs]).numpy())
     return frame

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from detdistill.calibration import QUANTILE_MODES
 from detdistill.data import DataError, inspect_source, validation_count
 from detdistill.experiments import ExperimentError
 from detdistill.experiments import arms as experiment_arms
@@ -389,7 +390,7 @@ def get_beta_calibration(wildcards):
     refinement = dataset_config(wildcards)["refinement"]
     mode = refinement.get("beta_mode", "fixed")
     return (
-        {"mode": mode} if mode in ("fixed", "temperature") else {"mode": mode, "quantile": refinement["beta_quantile"]}
+        {"mode": mode, "quantile": refinement["beta_quantile"]} if mode in QUANTILE_MODES else {"mode": mode}
     )
 
 
