@@ -389,9 +389,7 @@ def get_beta_calibration(wildcards):
     in fixed mode the quantile is unused, and changing it must not re-run anything."""
     refinement = dataset_config(wildcards)["refinement"]
     mode = refinement.get("beta_mode", "fixed")
-    return (
-        {"mode": mode, "quantile": refinement["beta_quantile"]} if mode in QUANTILE_MODES else {"mode": mode}
-    )
+    return {"mode": mode, "quantile": refinement["beta_quantile"]} if mode in QUANTILE_MODES else {"mode": mode}
 
 
 def require_validation_split(wildcards, mode):
