@@ -4,7 +4,8 @@ and one table that puts them side by side.
 
 For an experiment `E` on the dataset entry `B` with noise settings S1, S2, ...:
 
-- `E_clean`: B with its true labels, the plain pipeline (the reference row);
+- `E_clean`: B with its true labels, the plain pipeline (the reference row; `clean_arm: false`
+  leaves it out);
 - `E_S`: B with the noise of setting S on its train split, the plain pipeline;
 - `E_S_trust`: the same noisy labels, with the trust stage (detdistill.trust) in front of the
   generator, the prototypes and the detector.
@@ -33,9 +34,12 @@ class ExperimentError(ValueError):
 
 
 def arms(name: str, spec: dict) -> list[dict]:
-    """The arms of experiment `name` in table order: the clean reference, then per setting the
-    plain and the trust-aware pipeline. Each: dataset name, setting, pipeline, noise spec, trust."""
-    out = [{"dataset": f"{name}_{CLEAN}", "setting": CLEAN, "pipeline": CLEAN_LABELS, "noise": None, "trust": False}]
+    """The arms of experiment `name` in table order: the clean reference (unless `clean_arm` is
+    false), then per setting the plain and the trust-aware pipeline. Each: dataset name, setting,
+    pipeline, noise spec, trust."""
+    out = []
+    if spec.get("clean_arm", True):
+        out.append({"dataset": f"{name}_{CLEAN}", "setting": CLEAN, "pipeline": CLEAN_LABELS, "noise": None, "trust": False})
     for setting, noise in spec["settings"].items():
         out.append({"dataset": f"{name}_{setting}", "setting": setting, "pipeline": PLAIN, "noise": noise, "trust": False})
         out.append({"dataset": f"{name}_{setting}_trust", "setting": setting, "pipeline": TRUST, "noise": noise, "trust": True})
@@ -152,7 +156,9 @@ def experiment_markdown(name: str, table: pd.DataFrame, paired: pd.DataFrame, ge
     lines = [
         f"# Label-noise experiment `{name}` (IPC {ipc})",
         "",
-        "Rows: the plain pipeline on the true labels (reference), then per noise setting the plain pipeline on the",
+        "Rows: the plain pipeline on the true labels (reference), then per noise setting the plain pipeline on the"
+        if (table.setting == CLEAN).any() else
+        "Rows (no clean-label reference: the experiment's `clean_arm` is false): per noise setting the plain pipeline on the",
         "noisy labels and the trust-aware one (detdistill.trust in front of the prototypes and the detector).",
         "`observed_wrong_pct`: train labels the noise made wrong; `train_images`, `label_precision_pct`,",
         "`label_recall_pct`: the images the prototypes and the detector train on, the share of their labels",

@@ -118,6 +118,25 @@ def test_table_and_paired_trust_minus_plain_per_seed():
     assert trust_row[header.index("conf_sim judge wrong %")] == "2"
 
 
+def test_without_the_clean_arm_only_the_noisy_arms_are_built_and_the_table_says_so():
+    spec = {"dataset": "tiny", "clean_arm": False, "settings": {"s": {"kind": "symmetric", "rate": 0.4}}}
+    config = config_with(spec)
+    experiments.expand(config)
+    assert list(config["datasets"]) == ["tiny", "noisy_s", "noisy_s_trust"]
+    assert "clean_arm" not in config["datasets"]["noisy_s"]  # an experiment key, not a dataset one
+    arm_list = experiments.arms("noisy", config["noise_experiments"]["noisy"])
+    assert [a["pipeline"] for a in arm_list] == [PLAIN, TRUST]
+    runs = {a["dataset"]: _runs({"conf_sim": [70, 74, 71]}) for a in arm_list}
+    summaries = [r.groupby(["model", "method"]).test_accuracy_pct.agg(mean="mean", std="std", seeds="count").reset_index()
+                 for r in runs.values()]
+    consistencies = [pd.DataFrame({"method": ["conf_sim"], "judge_wrong_label_pct": [0.0]})] * 2
+    arm_rows = [{"dataset": a["dataset"], "setting": a["setting"], "pipeline": a["pipeline"]} for a in arm_list]
+    table = experiments.experiment_table(arm_rows, summaries, consistencies)
+    markdown = experiments.experiment_markdown("noisy", table, experiments.paired_rows(runs, arm_list), "fixed", 10)
+    assert "no clean-label reference" in markdown and "on the true labels (reference)" not in markdown
+    assert [r[1] for r in markdown_table_rows(markdown)[1:3]] == [PLAIN, TRUST]
+
+
 def tiny_experiment(workdir, spec: dict) -> str:
     (workdir / "noise.yaml").write_text(yaml.safe_dump({"noise_experiments": {"noisy": spec}}))
     return "noise.yaml"
@@ -131,6 +150,9 @@ def test_dag_runs_the_trust_stage_in_trust_arms_only_and_stops_on_a_bad_base(tmp
     trust_jobs = re.findall(r"rule trust_split:.*?wildcards: dataset=(\w+)", plan, flags=re.S)
     assert trust_jobs == ["noisy_sym40_trust"]
     assert len(re.findall(r"rule prepare_data:", plan)) == 3
+    spec["clean_arm"] = False  # the reference arm's jobs leave the plan
+    plan = snakemake(workdir, "results/experiments/noisy.md", "--configfile", "tiny.yaml", tiny_experiment(workdir, spec), "-n").stdout
+    assert sorted(re.findall(r"rule prepare_data:.*?wildcards: dataset=(\w+)", plan, flags=re.S)) == ["noisy_sym40", "noisy_sym40_trust"]
     spec["dataset"] = "tinyy"
     proc = snakemake(workdir, "results/experiments/noisy.md", "--configfile", "tiny.yaml", tiny_experiment(workdir, spec), "-n",
                      check=False)
