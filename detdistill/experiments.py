@@ -12,8 +12,9 @@ For an experiment `E` on the dataset entry `B` with noise settings S1, S2, ...:
 
 Every arm is B's entry with the experiment's `overrides` merged in (the same sizes for every arm),
 so the arms share seeds, image splits, the noise draw of a setting and every setting but the two
-under study. Each arm is an ordinary dataset: its stages, caches and targets are the usual ones
-(results/E_S_trust_ipc10.csv, its anomaly report, its trust rounds).
+under study. The judge is the base dataset's, trained once on the true labels, unless the
+overrides change its images or settings. Each arm is an ordinary dataset: its stages, caches and
+targets are the usual ones (results/E_S_trust_ipc10.csv, its anomaly report, its trust rounds).
 """
 
 from __future__ import annotations
@@ -82,7 +83,20 @@ def expand(config: dict) -> None:
             if arm["noise"] is not None:
                 entry["source"]["label_noise"] = copy.deepcopy(arm["noise"])
             entry["trust"] = {**copy.deepcopy(spec["trust"]), "enabled": arm["trust"]}
+            if same_judge(entry, datasets[base]):
+                entry["judge_of"] = datasets[base].get("judge_of") or base
             datasets[arm["dataset"]] = entry
+
+
+def same_judge(arm: dict, base: dict) -> bool:
+    """Whether the arm's judge would be the base dataset's, byte for byte: the judge trains on the
+    true labels (`clean_label`) of the train split, so label noise does not reach it; the images,
+    split and judge settings must agree (the experiment's `overrides` may change them)."""
+
+    def images(entry: dict) -> dict:
+        return {k: v for k, v in entry["source"].items() if k != "label_noise"}
+
+    return (arm["judge"], arm["image_size"], images(arm)) == (base["judge"], base["image_size"], images(base))
 
 
 def generator_note(entry: dict) -> str:

@@ -4,7 +4,7 @@ detector hide.
 `datasets.<name>.replicates.seeds: [1, 2]` adds the datasets `<name>_rep1`, `<name>_rep2`: the
 entry of `<name>` with `construction_seed` set (K-means, the generation noise of the initial
 images and candidates) and the detector trained with that seed. The data split, generator (the
-main dataset's own when trained in the run), judge, evaluation seeds and random subset stay the main run's, so a method's runs pair across
+main dataset's own when trained in the run), judge (the main dataset's, trained once), evaluation seeds and random subset stay the main run's, so a method's runs pair across
 replicates by evaluation seed.
 
 The replicates table puts each synthetic method's accuracy over construction x evaluation seeds,
@@ -49,6 +49,7 @@ def expand(config: dict) -> None:
             copied["replicates"] = {"seeds": []}
             copied["construction_seed"] = seed
             copied["replicate_of"] = name
+            copied["judge_of"] = entry.get("judge_of") or name  # same images, labels and judge settings
             copied["detector"]["train"]["seed"] = seed
             datasets[replicate] = copied
 

@@ -48,14 +48,22 @@ def test_expand_makes_one_dataset_per_arm_differing_only_in_labels_and_trust():
         expected_noise = None if name == "noisy_clean" else spec["settings"][name.split("_")[1]]
         assert entry["source"].get("label_noise") == expected_noise
         assert "replicates" not in entry  # an arm is built once (the overrides could ask for replicates)
+        assert entry["judge_of"] == "tiny"  # the judge sees true labels only: the base's is trained once
         # everything else is the base's
-        rest = {k: v for k, v in entry.items() if k not in ("evaluation", "trust", "source")}
+        rest = {k: v for k, v in entry.items() if k not in ("evaluation", "trust", "source", "judge_of")}
         assert rest == {k: v for k, v in base.items() if k not in ("evaluation", "trust", "source", "replicates")}
         assert {k: v for k, v in entry["source"].items() if k != "label_noise"} == {
             k: v for k, v in base["source"].items() if k != "label_noise"
         }
     pipelines = [(a["dataset"], a["pipeline"]) for a in experiments.arms("noisy", config["noise_experiments"]["noisy"])]
     assert pipelines == [(names[0], CLEAN_LABELS), (names[1], PLAIN), (names[2], TRUST), (names[3], PLAIN), (names[4], TRUST)]
+
+
+@pytest.mark.parametrize("override", [{"judge": {"width": 4}}, {"image_size": 12}, {"source": {"validation_fraction": 0.3}}])
+def test_an_arm_whose_judge_would_differ_trains_its_own(override):
+    config = config_with({"dataset": "tiny", "settings": {"s": {"kind": "symmetric", "rate": 0.4}}, "overrides": override})
+    experiments.expand(config)
+    assert [config["datasets"][arm].get("judge_of") for arm in ("noisy_clean", "noisy_s", "noisy_s_trust")] == [None] * 3
 
 
 @pytest.mark.parametrize(
@@ -149,10 +157,13 @@ def test_dag_runs_the_trust_stage_in_trust_arms_only_and_stops_on_a_bad_base(tmp
     plan = snakemake(workdir, "results/experiments/noisy.md", "--configfile", "tiny.yaml", config, "-n").stdout
     trust_jobs = re.findall(r"rule trust_split:.*?wildcards: dataset=(\w+)", plan, flags=re.S)
     assert trust_jobs == ["noisy_sym40_trust"]
-    assert len(re.findall(r"rule prepare_data:", plan)) == 3
+    assert len(re.findall(r"rule prepare_data:", plan)) == 4  # the base's too: its judge serves every arm
+    judges = re.findall(r"rule train_classifier:.*?wildcards: dataset=(\w+), role=judge", plan, flags=re.S)
+    assert judges == ["tiny"]
+    assert re.search(r"rule label_consistency:\n    input: results/tiny/classifiers/judge/model.safetensors", plan)
     spec["clean_arm"] = False  # the reference arm's jobs leave the plan
     plan = snakemake(workdir, "results/experiments/noisy.md", "--configfile", "tiny.yaml", tiny_experiment(workdir, spec), "-n").stdout
-    assert sorted(re.findall(r"rule prepare_data:.*?wildcards: dataset=(\w+)", plan, flags=re.S)) == ["noisy_sym40", "noisy_sym40_trust"]
+    assert sorted(re.findall(r"rule prepare_data:.*?wildcards: dataset=(\w+)", plan, flags=re.S)) == ["noisy_sym40", "noisy_sym40_trust", "tiny"]
     spec["dataset"] = "tinyy"
     proc = snakemake(workdir, "results/experiments/noisy.md", "--configfile", "tiny.yaml", tiny_experiment(workdir, spec), "-n",
                      check=False)

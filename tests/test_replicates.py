@@ -27,6 +27,7 @@ def test_expansion_changes_only_the_construction_seeds():
     for seed in [1, 2]:
         replicate = copy.deepcopy(config["datasets"][f"digits_rep{seed}"])
         assert replicate.pop("construction_seed") == seed and replicate.pop("replicate_of") == "digits"
+        assert replicate.pop("judge_of") == "digits"  # the main run's judge: same images, labels, settings
         assert replicate["detector"]["train"].pop("seed") == seed
         assert replicate.pop("replicates") == {"seeds": []}  # no replicates of replicates
         expected = _entry()
@@ -76,6 +77,9 @@ def test_a_replicate_is_the_set_path_again(tiny_run):
     assert jobs["compute_prototypes"] == jobs["synthesize_initial"] == jobs["detect_anomalies"] == 1, jobs
     assert jobs["train_classifier"] == 1  # the detector; the judge is not needed
     assert jobs["evaluate"] == 4 * 3 and jobs["replicates"] == 1, jobs
+    # its label consistency is measured by the main run's judge, not a second copy of it
+    jobs = planned_jobs(tiny_run, "tiny.yaml", "results/tiny_rep1_ipc2_consistency.csv")
+    assert jobs["label_consistency"] == 1 and jobs["train_classifier"] == 1, jobs
 
 
 def test_replicates_without_seeds_stop_with_one_line(tiny_run):

@@ -140,6 +140,13 @@ def get_train_manifest(wildcards):
     return f"results/{wildcards.dataset}/data/manifest.parquet"
 
 
+def get_judge(wildcards):
+    """The judge's weights: those of the dataset named by `judge_of` (set by replicates and noise
+    experiments, whose judge would be that dataset's byte for byte), else the dataset's own."""
+    judge_dataset = dataset_config(wildcards).get("judge_of") or wildcards.dataset
+    return f"results/{judge_dataset}/classifiers/judge/model.safetensors"
+
+
 def get_image_size(wildcards):
     return dataset_config(wildcards)["image_size"]
 

@@ -44,7 +44,7 @@ rule evaluate_full:
 
 rule label_consistency:
     input:
-        judge="results/{dataset}/classifiers/judge/model.safetensors",
+        judge=get_judge,
         sets=get_synthetic_sets,
     output:
         consistency="results/{dataset}_ipc{ipc}_consistency.csv",

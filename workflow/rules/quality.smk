@@ -2,7 +2,7 @@
 # judge's feature space (and Inception's when its weights are on disk): detdistill.quality.
 rule set_quality:
     input:
-        judge="results/{dataset}/classifiers/judge/model.safetensors",
+        judge=get_judge,
         manifest="results/{dataset}/data/manifest.parquet",
         sets=get_eval_sets,
     output:
