@@ -91,10 +91,13 @@ def expand(config: dict) -> None:
 def same_judge(arm: dict, base: dict) -> bool:
     """Whether the arm's judge would be the base dataset's, byte for byte: the judge trains on the
     true labels (`clean_label`) of the train split, so label noise does not reach it; the images,
-    split and judge settings must agree (the experiment's `overrides` may change them)."""
+    split and judge settings must agree (the experiment's `overrides` may change them). A
+    validation split is carved by the observed labels (detdistill.data.carve_validation), so with
+    one the noise must agree too: other noise moves other images out of the train split."""
 
     def images(entry: dict) -> dict:
-        return {k: v for k, v in entry["source"].items() if k != "label_noise"}
+        source = entry["source"]
+        return source if source.get("validation_fraction") else {k: v for k, v in source.items() if k != "label_noise"}
 
     return (arm["judge"], arm["image_size"], images(arm)) == (base["judge"], base["image_size"], images(base))
 

@@ -66,6 +66,15 @@ def test_an_arm_whose_judge_would_differ_trains_its_own(override):
     assert [config["datasets"][arm].get("judge_of") for arm in ("noisy_clean", "noisy_s", "noisy_s_trust")] == [None] * 3
 
 
+def test_with_a_validation_split_only_the_clean_arm_shares_the_judge():
+    """The validation split is carved by the observed labels: noise moves other images out of the
+    train split, so a noisy arm's judge would train on other images than the base's."""
+    config = config_with({"dataset": "tiny", "settings": {"s": {"kind": "symmetric", "rate": 0.4}}})
+    config["datasets"]["tiny"]["source"]["validation_fraction"] = 0.2
+    experiments.expand(config)
+    assert [config["datasets"][arm].get("judge_of") for arm in ("noisy_clean", "noisy_s", "noisy_s_trust")] == ["tiny", None, None]
+
+
 @pytest.mark.parametrize(
     "spec, extra, message",
     [
@@ -143,6 +152,31 @@ def test_without_the_clean_arm_only_the_noisy_arms_are_built_and_the_table_says_
     markdown = experiments.experiment_markdown("noisy", table, experiments.paired_rows(runs, arm_list), "fixed", 10)
     assert "no clean-label reference" in markdown and "on the true labels (reference)" not in markdown
     assert [r[1] for r in markdown_table_rows(markdown)[1:3]] == [PLAIN, TRUST]
+
+
+def test_the_judge_of_a_noisy_arm_is_the_base_judge_byte_for_byte(tmp_path):
+    """What `judge_of` rests on: trained from a noisy arm's manifest, the judge (true labels) is the
+    file the base dataset's manifest gives."""
+    from detdistill import data
+    from detdistill.stages.classifiers import train_classifier
+
+    source = TINY["source"]
+    judge = {**TINY["judge"], "train": {**TINY["judge"]["train"], "epochs": 1}}
+    models = []
+    for name, noise in [("base", None), ("arm", {"kind": "symmetric", "rate": 0.4})]:
+        cfg = {**source, "label_noise": noise} if noise else source
+        manifest = data.build_manifest(cfg, seed=0)
+        assert ("clean_label" in manifest) == bool(noise)
+        manifest.to_parquet(tmp_path / f"{name}.parquet")
+        out = tmp_path / name
+        out.mkdir()
+        train_classifier(manifest_path=tmp_path / f"{name}.parquet", source_cfg=cfg, image_size=TINY["image_size"], clf_cfg=judge,
+                         out_model=out / "model.safetensors", out_metrics=out / "metrics.json",
+                         out_test_scores=out / "test_scores.parquet", true_labels=True)
+        models.append((out / "model.safetensors").read_bytes())
+    noisy = pd.read_parquet(tmp_path / "arm.parquet")
+    assert (noisy.label != noisy.clean_label).any()  # the arm's labels do differ
+    assert models[0] == models[1]
 
 
 def tiny_experiment(workdir, spec: dict) -> str:
