@@ -346,7 +346,8 @@ def build_manifest(source_cfg: dict, seed: int) -> pd.DataFrame:
         from .noise import apply_label_noise  # noise reads this module's names
 
         manifest = apply_label_noise(manifest, source_cfg["label_noise"], seed, source_cfg.get("root"))
-    # carved after the label noise: validation images carry the labels the train split has
+    # carved after the label noise, so validation images carry the labels the train split has, but
+    # drawn by true class (carve_validation): every arm of a noise experiment holds out the same images
     return carve_validation(manifest, source_cfg.get("validation_fraction", 0), seed)
 
 
@@ -361,19 +362,29 @@ def carve_validation(manifest: pd.DataFrame, fraction: float, seed: int) -> pd.D
     """Move `validation_count` train images of every class to split 'val', drawn by a generator
     seeded with `seed` and the class name (not the label, which `source.classes` renumbers), so a
     class's draw does not depend on which other classes are kept. The test split is untouched;
-    every class keeps at least one train image (else DataError)."""
+    every class keeps at least one train image (else DataError).
+
+    With label noise put on (`clean_label` present) the classes drawn from are the true ones, so
+    the same images are held out whatever the noise (a noisy arm and the clean arm of an
+    experiment train on the same images, only their labels differ), and the held-out images keep
+    their observed labels, as a user's noisy validation folder would."""
     if fraction <= 0:
         return manifest
     manifest = manifest.copy()
-    for _, group in manifest[manifest.split == "train"].groupby("label", sort=True):
+    label, name = ("clean_label", "clean_class_name") if "clean_label" in manifest.columns else ("label", "class_name")
+    for _, group in manifest[manifest.split == "train"].groupby(label, sort=True):
         count = validation_count(len(group), fraction)
         if count >= len(group):
             raise DataError(
-                f"class {group.class_name.iloc[0]!r} has {len(group)} train image(s): `source.validation_fraction` "
+                f"class {group[name].iloc[0]!r} has {len(group)} train image(s): `source.validation_fraction` "
                 f"{fraction} leaves none to train on; lower it, or add images"
             )
-        rng = np.random.default_rng([seed, zlib.crc32(str(group.class_name.iloc[0]).encode())])
+        rng = np.random.default_rng([seed, zlib.crc32(str(group[name].iloc[0]).encode())])
         manifest.loc[rng.choice(group.index.to_numpy(), count, replace=False), "split"] = "val"
+    emptied = sorted(set(manifest.class_name[manifest.split != "test"]) - set(manifest.class_name[manifest.split == "train"]))
+    if emptied:  # only the noisy labels of a tiny class can all fall into the held-out images
+        raise DataError(f"observed class(es) {emptied} keep no train image after `source.validation_fraction` "
+                        f"{fraction}: lower it, or add images")
     return manifest
 
 

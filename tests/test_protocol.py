@@ -62,6 +62,34 @@ def test_a_class_draw_does_not_depend_on_the_other_classes():
         assert validation_ids(subset, name) == validation_ids(full, name)
 
 
+def test_noise_does_not_move_the_validation_split():
+    """A noise experiment's arms hold out the same images as the clean one (drawn by true class),
+    so they train on the same images; the held-out images keep their observed (noisy) labels."""
+    clean = data.build_manifest({**DIGITS, "validation_fraction": 0.1}, seed=0)
+    noisy = data.build_manifest({**DIGITS, "validation_fraction": 0.1, "label_noise": {"kind": "symmetric", "rate": 0.4}}, seed=0)
+    for split in ["train", "val", "test"]:
+        assert set(noisy.loc[noisy.split == split, "image_id"]) == set(clean.loc[clean.split == split, "image_id"]), split
+    val = noisy[noisy.split == "val"]
+    assert (val.label != val.clean_label).mean() == pytest.approx(0.4, abs=0.1)  # noisy, as the train split
+
+
+def test_observed_class_left_without_train_images_is_named():
+    # both true-class images of "dog" are held out (1 of 2 each); the only image labelled "cat" is one of them
+    manifest = pd.DataFrame({
+        "image_id": ["a", "b", "c", "d"], "label": [1, 1, 0, 1], "class_name": ["dog", "dog", "cat", "dog"],
+        "clean_label": [0, 0, 1, 1], "clean_class_name": ["cat", "cat", "dog", "dog"],
+        "split": "train", "source": ["a", "b", "c", "d"],
+    })
+    carved = None
+    for seed in range(20):  # a seed that holds out image c (the one observed cat)
+        try:
+            data.carve_validation(manifest, 0.5, seed=seed)
+        except data.DataError as error:
+            carved = str(error)
+            break
+    assert carved is not None and "observed class(es) ['cat'] keep no train image" in carved
+
+
 def test_validation_split_leaves_every_class_a_train_image():
     assert data.validation_count(50, 0) == 0 and data.validation_count(5, 0.1) == 1 and data.validation_count(50, 0.1) == 5
     manifest = pd.DataFrame({
