@@ -140,11 +140,16 @@ def get_train_manifest(wildcards):
     return f"results/{wildcards.dataset}/data/manifest.parquet"
 
 
+def reused_from(wildcards, key):
+    """The dataset whose artifact this one reuses: the one named by `key` (`judge_of`,
+    `replicate_of`: set by replicates and noise experiments, whose artifact would be that
+    dataset's byte for byte), else the dataset itself."""
+    return dataset_config(wildcards).get(key) or wildcards.dataset
+
+
 def get_judge(wildcards):
-    """The judge's weights: those of the dataset named by `judge_of` (set by replicates and noise
-    experiments, whose judge would be that dataset's byte for byte), else the dataset's own."""
-    judge_dataset = dataset_config(wildcards).get("judge_of") or wildcards.dataset
-    return f"results/{judge_dataset}/classifiers/judge/model.safetensors"
+    """The judge's weights, shared through `judge_of` (reused_from)."""
+    return f"results/{reused_from(wildcards, 'judge_of')}/classifiers/judge/model.safetensors"
 
 
 def get_image_size(wildcards):
@@ -203,7 +208,7 @@ def get_generator(wildcards):
     shipped = generator.get("checkpoint")
     if not shipped:
         # a set-construction replicate uses the generator of the dataset it repeats
-        return f"results/{dataset_config(wildcards).get('replicate_of') or wildcards.dataset}/generator"
+        return f"results/{reused_from(wildcards, 'replicate_of')}/generator"
     if not Path(shipped, "generator.json").is_file():
         stop(
             f"generator checkpoint folder {shipped!r} (datasets.{wildcards.dataset}.generator.checkpoint) "
