@@ -206,7 +206,35 @@ def trusted_manifest(manifest: pd.DataFrame, samples: pd.DataFrame, class_names:
     return pd.concat([train, manifest[manifest.split != "train"]], ignore_index=True)
 
 
-def rounds_markdown(rounds: pd.DataFrame, has_truth: bool, dataset: str) -> str:
+def per_class_table(samples: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """After the last round, per class: the train images observed with its label, those trusted
+    with it (after recalibration), the images recalibrated into and out of it; with the truth
+    (`clean_label` in `samples`), how right each of these is. A global precision can hide a class
+    the split cannot clean (two classes swapped into each other look like one hard class)."""
+    has_truth = "clean_label" in samples.columns
+    rows = []
+    for label, name in enumerate(names):
+        observed = samples.observed_label == label
+        trusted = samples.trusted & (samples.label == label)
+        moved_in = samples.recalibrated & (samples.label == label)
+        row = {"class": name, "observed": int(observed.sum()), "trusted": int(trusted.sum()),
+               "recalibrated_in": int(moved_in.sum()), "recalibrated_out": int((samples.recalibrated & observed).sum())}
+        if has_truth:
+            right = samples.label == samples.clean_label
+            observed_right = observed & (samples.observed_label == samples.clean_label)
+            row["observed_right_pct"] = _pct(observed_right.sum(), observed.sum())
+            row["trusted_precision_pct"] = _pct((trusted & right).sum(), trusted.sum())
+            row["trusted_recall_pct"] = _pct((observed_right & samples.trusted & right).sum(), observed_right.sum())
+            row["recalibrated_in_right_pct"] = _pct((moved_in & right).sum(), moved_in.sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pct(part, whole) -> float:
+    return round(100 * float(part) / float(whole), 2) if whole else float("nan")
+
+
+def rounds_markdown(rounds: pd.DataFrame, has_truth: bool, dataset: str, per_class: pd.DataFrame | None = None) -> str:
     lines = [f"# Trust-aware split: {dataset}", "",
              "Per round: trusted training images (the Gaussian-mixture split of per-sample losses, plus the",
              "recalibrated ones), and how many untrusted images were recalibrated to another class so far."]
@@ -218,4 +246,11 @@ def rounds_markdown(rounds: pd.DataFrame, has_truth: bool, dataset: str) -> str:
     else:
         lines += ["The true labels are unknown here: precision and recall cannot be measured."]
     lines += ["", rounds.to_markdown(index=False), ""]
+    if per_class is not None:
+        lines += ["## Per class, after the last round", "",
+                  "`observed`: train images carrying the class's label as given; `trusted`: images trained on with",
+                  "it (recalibrated ones included); `recalibrated_in` / `_out`: images whose label the inner loop",
+                  "changed to / from it." + (" Right: the label equals the true one; recall: the rightly labelled"
+                                             " images of the class that stay trusted." if has_truth else ""),
+                  "", per_class.to_markdown(index=False), ""]
     return "\n".join(lines)

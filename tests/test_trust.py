@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, markdown_table_rows, snakemake
 
 RATE = 0.4
 
@@ -63,6 +63,18 @@ def test_rounds_report_measures_against_the_truth(noisy_trust):
     assert int(cells[1]) == int(samples.trusted.sum())
     precision = 100 * float((samples.label == samples.clean_label)[samples.trusted].mean())
     assert float(cells[4]) == pytest.approx(precision, abs=0.01)
+    # per class after the last round: the classes partition the train split and the trusted set
+    section = report[report.index("## Per class, after the last round"):]
+    table = pd.DataFrame(markdown_table_rows(section)[1:], columns=markdown_table_rows(section)[0])
+    assert table["class"].tolist() == ["0", "1", "2"]  # tiny.yaml's digits, in label order
+    assert table.observed.astype(int).sum() == len(samples) and table.trusted.astype(int).sum() == samples.trusted.sum()
+    assert table.recalibrated_in.astype(int).sum() == table.recalibrated_out.astype(int).sum() == samples.recalibrated.sum()
+    for label, row in table.iterrows():  # labels are the row order
+        kept = samples.trusted & (samples.label == label)
+        right = 100 * float((samples.label == samples.clean_label)[kept].mean())
+        assert float(row.trusted_precision_pct) == pytest.approx(right, abs=0.01)
+        observed = samples.observed_label == label
+        assert float(row.observed_right_pct) == pytest.approx(100 * float((samples.clean_label == label)[observed].mean()), abs=0.01)
 
 
 def test_detector_and_generator_train_on_the_trusted_manifest_the_judge_not(noisy_trust):

@@ -20,7 +20,7 @@ def trust_split(*, manifest_path, source_cfg: dict, image_size: int, detector_cf
     manifest the generator, prototypes and detector train on."""
     from ..models import build_model
     from ..train import TrainConfig
-    from ..trust import TrustConfig, rounds_markdown, trusted_manifest
+    from ..trust import TrustConfig, per_class_table, rounds_markdown, trusted_manifest
     from ..trust import trust_split as split_by_trust
 
     manifest = pd.read_parquet(manifest_path)
@@ -34,6 +34,6 @@ def trust_split(*, manifest_path, source_cfg: dict, image_size: int, detector_cf
                                   TrustConfig.from_dict(trust_cfg), pick_device(), seed)
     samples.insert(0, "image_id", train.image_id.to_numpy())
     io.write_parquet(samples, out_samples)
-    io.write_text(rounds_markdown(rounds, clean is not None, dataset), out_rounds)
+    io.write_text(rounds_markdown(rounds, clean is not None, dataset, per_class_table(samples, names)), out_rounds)
     io.write_parquet(trusted_manifest(manifest, samples, names), out_manifest)
     log.info("trusted %d of %d train images (%d recalibrated)", int(samples.trusted.sum()), len(samples), int(samples.recalibrated.sum()))
