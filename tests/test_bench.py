@@ -41,3 +41,23 @@ def test_results_table_pivots_summary_and_consistency(tmp_path):
     header = next(line for line in text.splitlines() if line.startswith("| model"))
     assert [c.strip() for c in header.split("|")[1:-1]] == ["model", "random", "d4m", "conf_sim"]  # paper order
     assert "35.81 ± 0.60" in text and "| d4m" in text and "42" in text
+
+
+def test_trust_per_class_reads_each_arm_and_refuses_one_without_truth(tmp_path):
+    # arm "a": class cat (label 0) observed on 4 images (3 right), dog on 2; one dog image recalibrated to cat
+    for name, truth in [("a", True), ("b", False)]:
+        (tmp_path / "results" / name / "trust").mkdir(parents=True)
+        (tmp_path / "results" / name / "data").mkdir(parents=True)
+        samples = pd.DataFrame({"observed_label": [0, 0, 0, 0, 1, 1], "label": [0, 0, 0, 0, 1, 0],
+                                "trusted": [True, True, False, True, True, True],
+                                "recalibrated": [False] * 5 + [True], "clean_label": [0, 0, 0, 1, 1, 0]})
+        samples.drop(columns=[] if truth else ["clean_label"]).to_parquet(tmp_path / "results" / name / "trust" / "samples.parquet")
+        pd.DataFrame({"image_id": ["x", "y"], "label": [0, 1], "class_name": ["cat", "dog"], "split": "train",
+                      "source": ""}).to_parquet(tmp_path / "results" / name / "data" / "manifest.parquet")
+    text = _run("trust_per_class.py", "a", "--out", "t.md", cwd=tmp_path)
+    cat = next(line for line in text.splitlines() if line.startswith("| cat"))
+    # observed 4, trusted 4 (3 kept + 1 recalibrated in), 75% observed right, precision 3/4, recall 2/3, 1 in, all right
+    assert [c.strip() for c in cat.split("|")[1:-1]] == ["cat", "4", "4", "75", "75", "66.67", "1", "100"]
+    assert (tmp_path / "t.md").read_text().strip() == text.strip()
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "trust_per_class.py"), "b"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0 and "has no clean_label" in proc.stderr and "Traceback" not in proc.stderr
