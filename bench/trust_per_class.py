@@ -22,19 +22,20 @@ from detdistill.trust import per_class_table
 SHOWN = ["observed_right_pct", "trusted_precision_pct", "trusted_recall_pct", "recalibrated_in", "recalibrated_in_right_pct"]
 
 
-def arm_table(results: Path, name: str) -> pd.DataFrame:
+def arm_samples(results: Path, name: str) -> pd.DataFrame:
     samples = pd.read_parquet(results / name / "trust" / "samples.parquet")
     if "clean_label" not in samples.columns:
         raise SystemExit(f"error: {results / name / 'trust' / 'samples.parquet'} has no clean_label: the truth is "
                          "unknown there, so per-class precision cannot be measured; give an arm whose noise the workflow put on")
-    return per_class_table(samples, data.class_names(pd.read_parquet(results / name / "data" / "manifest.parquet")))
+    return samples
 
 
 def comparison(results: Path, names: list[str]) -> str:
     blocks = []
     for name in names:
-        table = arm_table(results, name)
-        overall = table.observed_right_pct.mul(table.observed).sum() / table.observed.sum()
+        samples = arm_samples(results, name)
+        table = per_class_table(samples, data.class_names(pd.read_parquet(results / name / "data" / "manifest.parquet")))
+        overall = 100 * float((samples.observed_label == samples.clean_label).mean())
         blocks += [f"## {name}", "", f"observed labels right overall: {overall:.2f}%", "",
                    table[["class", "observed", "trusted", *SHOWN]].to_markdown(index=False), ""]
     return "\n".join(blocks)

@@ -212,6 +212,9 @@ def per_class_table(samples: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     (`clean_label` in `samples`), how right each of these is. A global precision can hide a class
     the split cannot clean (two classes swapped into each other look like one hard class)."""
     has_truth = "clean_label" in samples.columns
+    if has_truth:  # per image, not per class
+        right = samples.label == samples.clean_label
+        was_right = samples.observed_label == samples.clean_label
     rows = []
     for label, name in enumerate(names):
         observed = samples.observed_label == label
@@ -220,8 +223,7 @@ def per_class_table(samples: pd.DataFrame, names: list[str]) -> pd.DataFrame:
         row = {"class": name, "observed": int(observed.sum()), "trusted": int(trusted.sum()),
                "recalibrated_in": int(moved_in.sum()), "recalibrated_out": int((samples.recalibrated & observed).sum())}
         if has_truth:
-            right = samples.label == samples.clean_label
-            observed_right = observed & (samples.observed_label == samples.clean_label)
+            observed_right = observed & was_right
             row["observed_right_pct"] = _pct(observed_right.sum(), observed.sum())
             row["trusted_precision_pct"] = _pct((trusted & right).sum(), trusted.sum())
             row["trusted_recall_pct"] = _pct((observed_right & samples.trusted & right).sum(), observed_right.sum())
