@@ -128,7 +128,8 @@ def label_scores(observed: np.ndarray, clean: np.ndarray, used: np.ndarray, kept
     """How right the labels a stage trains on are. `observed`: the noisy labels of every train
     image; `clean`: their true labels; `used`: the labels trained on (observed, or recalibrated);
     `kept`: which images are trained on. Precision: the share of kept images whose used label is
-    right; recall: the share of rightly labelled images (observed == clean) kept."""
+    right; recall: the share of rightly labelled images (observed == clean) kept with that label (a
+    right label recalibrated to a wrong one is lost, not kept; per_class_table counts the same way)."""
     observed, clean, used, kept = np.asarray(observed), np.asarray(clean), np.asarray(used), np.asarray(kept, dtype=bool)
     was_right = observed == clean
     return {
@@ -136,7 +137,7 @@ def label_scores(observed: np.ndarray, clean: np.ndarray, used: np.ndarray, kept
         "train_images_pct": round(100 * float(kept.mean()), 2),
         "observed_wrong_pct": round(100 * float(1 - was_right.mean()), 2),
         "label_precision_pct": round(100 * float((used == clean)[kept].mean()), 2) if kept.any() else float("nan"),
-        "label_recall_pct": round(100 * float(kept[was_right].mean()), 2) if was_right.any() else float("nan"),
+        "label_recall_pct": round(100 * float((kept & (used == clean))[was_right].mean()), 2) if was_right.any() else float("nan"),
     }
 
 
@@ -243,7 +244,7 @@ def rounds_markdown(rounds: pd.DataFrame, has_truth: bool, dataset: str, per_cla
     if has_truth:
         lines += ["Against the true labels (known here because the noise was put on by the workflow): the",
                   "trusted set's precision (its labels that are right) and recall (the rightly labelled images",
-                  "it keeps), and the share of recalibrated labels that are right. The judge trains on the true",
+                  "it keeps with their right label), and the share of recalibrated labels that are right. The judge trains on the true",
                   "labels, so the label-consistency figures stay an honest measurement."]
     else:
         lines += ["The true labels are unknown here: precision and recall cannot be measured."]

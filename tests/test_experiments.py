@@ -99,6 +99,9 @@ def test_label_scores_by_hand():
                       "label_precision_pct": 100.0, "label_recall_pct": 75.0}
     plain = label_scores(observed, clean, observed, np.ones(6, dtype=bool))
     assert (plain["label_precision_pct"], plain["label_recall_pct"]) == (66.67, 100.0)
+    # image 3's right label recalibrated to a wrong class: still trained on, but its right label is lost
+    miscalibrated = label_scores(observed, clean, np.array([0, 0, 1, 2, 2, 0]), kept)
+    assert (miscalibrated["label_precision_pct"], miscalibrated["label_recall_pct"]) == (75.0, 50.0)
 
 
 def _runs(accuracies: dict[str, list[float]]) -> pd.DataFrame:

@@ -63,6 +63,11 @@ def test_rounds_report_measures_against_the_truth(noisy_trust):
     assert int(cells[1]) == int(samples.trusted.sum())
     precision = 100 * float((samples.label == samples.clean_label)[samples.trusted].mean())
     assert float(cells[4]) == pytest.approx(precision, abs=0.01)
+    # recall: rightly labelled images still trained on with their right label (recalibrating a right
+    # label away loses it)
+    was_right = samples.observed_label == samples.clean_label
+    recall = 100 * float((samples.trusted & (samples.label == samples.clean_label))[was_right].mean())
+    assert float(cells[5]) == pytest.approx(recall, abs=0.01)
     # per class after the last round: the classes partition the train split and the trusted set
     section = report[report.index("## Per class, after the last round"):]
     table = pd.DataFrame(markdown_table_rows(section)[1:], columns=markdown_table_rows(section)[0])
@@ -75,6 +80,11 @@ def test_rounds_report_measures_against_the_truth(noisy_trust):
         assert float(row.trusted_precision_pct) == pytest.approx(right, abs=0.01)
         observed = samples.observed_label == label
         assert float(row.observed_right_pct) == pytest.approx(100 * float((samples.clean_label == label)[observed].mean()), abs=0.01)
+    # the per-class recalls, weighted by each class's rightly labelled images, give the global one:
+    # one definition in both tables
+    right_per_class = table.observed.astype(int) * table.observed_right_pct.astype(float) / 100
+    weighted = (right_per_class * table.trusted_recall_pct.astype(float)).sum() / right_per_class.sum()
+    assert weighted == pytest.approx(float(cells[5]), abs=0.05)
 
 
 def test_detector_and_generator_train_on_the_trusted_manifest_the_judge_not(noisy_trust):
