@@ -92,12 +92,11 @@ def same_judge(arm: dict, base: dict) -> bool:
     """Whether the arm's judge would be the base dataset's, byte for byte: the judge trains on the
     true labels (`clean_label`) of the train split, so label noise does not reach it; the images,
     split and judge settings must agree (the experiment's `overrides` may change them). A
-    validation split is carved by the observed labels (detdistill.data.carve_validation), so with
-    one the noise must agree too: other noise moves other images out of the train split."""
+    validation split is drawn by true class (detdistill.data.carve_validation), so every arm holds
+    out the same images whatever its noise."""
 
     def images(entry: dict) -> dict:
-        source = entry["source"]
-        return source if source.get("validation_fraction") else {k: v for k, v in source.items() if k != "label_noise"}
+        return {k: v for k, v in entry["source"].items() if k != "label_noise"}
 
     return (arm["judge"], arm["image_size"], images(arm)) == (base["judge"], base["image_size"], images(base))
 

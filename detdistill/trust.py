@@ -14,7 +14,9 @@ TAD's dual loop, as built here (no public code exists; the choices below are our
   sample is *reliable* when the anchor nearest by Mahalanobis distance, the anchor most similar by
   cosine, and the model's prediction name the same class, with softmax at least
   `recalibration_confidence`; it is recalibrated to that class and joins the trusted set for good
-  (the trusted set only grows by recalibration; the mixture re-decides the others each round).
+  (the trusted set only grows by recalibration; the mixture re-decides the others each round). When
+  that class is the sample's own label, the sample is *confirmed*: it joins the trusted set for good
+  with its label unchanged, and is not counted as recalibrated.
 - The model then trains `epochs_per_round` more epochs on the trusted set with its labels (observed,
   or recalibrated), and the next round starts.
 
@@ -142,7 +144,7 @@ def label_scores(observed: np.ndarray, clean: np.ndarray, used: np.ndarray, kept
 
 
 def _round_row(round_index: int, trusted: np.ndarray, labels: np.ndarray, observed: np.ndarray, clean: np.ndarray | None,
-               recalibrated: np.ndarray) -> dict:
+               recalibrated: np.ndarray, confirmed: np.ndarray) -> dict:
     row = {"round": round_index, "trusted": int(trusted.sum()), "trusted_pct": round(100 * float(trusted.mean()), 2),
            "recalibrated": int((recalibrated >= 0).sum())}
     if clean is not None:
@@ -151,6 +153,7 @@ def _round_row(round_index: int, trusted: np.ndarray, labels: np.ndarray, observ
         row["trusted_recall_pct"] = scores["label_recall_pct"]
         moved = recalibrated >= 0
         row["recalibration_accuracy_pct"] = round(100 * float((recalibrated[moved] == clean[moved]).mean()), 2) if moved.any() else float("nan")
+    row["confirmed"] = int(confirmed.sum())
     return row
 
 
@@ -158,7 +161,8 @@ def trust_split(model, images: torch.Tensor, observed: np.ndarray, clean: np.nda
                 trust_cfg: TrustConfig, device, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-sample table, per-round table); `model` is trained in place. Rows of the sample table
     follow `images`: loss, trust_probability, trusted, label (the one trained on: observed or
-    recalibrated), recalibrated (bool) and joined_round (the round since which it is trusted; -1: not trusted)."""
+    recalibrated), recalibrated (bool), confirmed (bool: trusted for good by the inner loop with its
+    own label) and joined_round (the round since which it is trusted; -1: not trusted)."""
     import dataclasses
 
     from .train import train_classifier, train_classifiers
@@ -169,17 +173,20 @@ def trust_split(model, images: torch.Tensor, observed: np.ndarray, clean: np.nda
     joined = np.full(len(labels), -1, dtype=np.int64)
     train_classifier(model, images, torch.from_numpy(labels), dataclasses.replace(train_cfg, epochs=trust_cfg.warmup_epochs, seed=seed),
                      device, desc="trust warm-up")
+    confirmed = np.zeros(len(labels), dtype=bool)
     rounds = []
     for r in range(1, trust_cfg.rounds + 1):
         loss, probs, features = per_sample_loss(model, images, torch.from_numpy(labels), device)
         trust_prob = trust_probability(loss, labels, seed + r, trust_cfg.min_class_samples)
-        trusted = (trust_prob > trust_cfg.trust_threshold) | (recalibrated >= 0)
-        moved = recalibrate(features, probs, labels, trusted, trust_cfg.recalibration_confidence, num_classes)
+        trusted = (trust_prob > trust_cfg.trust_threshold) | (recalibrated >= 0) | confirmed
+        agreed = recalibrate(features, probs, labels, trusted, trust_cfg.recalibration_confidence, num_classes)
+        confirmed |= (agreed >= 0) & (agreed == labels)  # reliable with its own label: no relabelling
+        moved = np.where(agreed != labels, agreed, -1)
         recalibrated = np.where(moved >= 0, moved, recalibrated)
         labels = np.where(recalibrated >= 0, recalibrated, observed)
-        trusted = trusted | (moved >= 0)
+        trusted = trusted | (agreed >= 0)
         joined = np.where(trusted, np.where(joined < 0, r, joined), -1)  # the round its current trusted streak began
-        rounds.append(_round_row(r, trusted, labels, observed, clean, recalibrated))
+        rounds.append(_round_row(r, trusted, labels, observed, clean, recalibrated, confirmed))
         log.info("trust round %d: %s", r, rounds[-1])
         keep = np.flatnonzero(trusted)
         round_cfg = dataclasses.replace(train_cfg, epochs=trust_cfg.epochs_per_round, seed=seed + r)
@@ -189,7 +196,7 @@ def trust_split(model, images: torch.Tensor, observed: np.ndarray, clean: np.nda
     loss, _, _ = per_sample_loss(model, images, torch.from_numpy(labels), device)
     samples = pd.DataFrame({"observed_label": observed, "label": labels, "loss": loss.astype(np.float32),
                             "trust_probability": trust_prob.astype(np.float32), "trusted": trusted,
-                            "recalibrated": recalibrated >= 0, "joined_round": joined})
+                            "recalibrated": recalibrated >= 0, "confirmed": confirmed, "joined_round": joined})
     if clean is not None:
         samples.insert(1, "clean_label", np.asarray(clean, dtype=np.int64))
     return samples, pd.DataFrame(rounds)
@@ -240,7 +247,8 @@ def _pct(part, whole) -> float:
 def rounds_markdown(rounds: pd.DataFrame, has_truth: bool, dataset: str, per_class: pd.DataFrame | None = None) -> str:
     lines = [f"# Trust-aware split: {dataset}", "",
              "Per round: trusted training images (the Gaussian-mixture split of per-sample losses, plus the",
-             "recalibrated ones), and how many untrusted images were recalibrated to another class so far."]
+             "recalibrated ones), how many untrusted images were recalibrated to another class so far, and",
+             "(`confirmed`) how many the inner loop found reliable with their own label and trusted for good."]
     if has_truth:
         lines += ["Against the true labels (known here because the noise was put on by the workflow): the",
                   "trusted set's precision (its labels that are right) and recall (the rightly labelled images",

@@ -102,3 +102,45 @@ def test_detector_and_generator_train_on_the_trusted_manifest_the_judge_not(nois
     generator = next(v for (r, _), v in inputs.items() if r == "prepare_generator")
     assert "results/tiny/trust/manifest.parquet" in detector and "results/tiny/trust/manifest.parquet" in generator
     assert "results/tiny/data/manifest.parquet" in judge and "trust" not in judge
+
+
+def test_inner_loop_agreeing_with_the_own_label_confirms_and_does_not_recalibrate(monkeypatch):
+    """An untrusted image the inner loop finds reliable *with its own label* joins the trusted set for
+    good as confirmed, label unchanged, and is not counted as recalibrated; one it finds reliable
+    with another class is recalibrated to it. (The reports call recalibration a change of class.)"""
+    import numpy as np
+    import torch
+
+    from detdistill import trust
+    from detdistill.models import build_model
+    from detdistill.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (120, 3, 8, 8), dtype=np.uint8))
+    observed = np.repeat(np.arange(3), 40)
+    calls = []
+
+    def agree_with_half(features, probs, labels, trusted, confidence, num_classes):
+        result = np.full(len(labels), -1, dtype=np.int64)
+        untrusted = np.flatnonzero(~trusted)
+        own, other = untrusted[::2], untrusted[1::2]
+        result[own], result[other] = labels[own], (labels[other] + 1) % num_classes
+        calls.append((own, other))
+        return result
+
+    monkeypatch.setattr(trust, "recalibrate", agree_with_half)
+    cfg = TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=0.003, crop_size=8, crop_scale=(0.8, 1.0),
+                      cutmix_alpha=0.0, flip=False, seed=0)
+    trust_cfg = trust.TrustConfig(rounds=1, warmup_epochs=1, epochs_per_round=1, trust_threshold=0.5,
+                                  recalibration_confidence=0.9, min_class_samples=4, consistency_weight=0.0)
+    samples, rounds = trust.trust_split(build_model("convnet", 3, 8, 4), images, observed, observed, 3, cfg, trust_cfg,
+                                        "cpu", seed=0)
+    own, other = calls[0]
+    assert len(own) and len(other)
+    confirmed = samples.iloc[own]
+    assert confirmed.confirmed.all() and confirmed.trusted.all() and not confirmed.recalibrated.any()
+    assert (confirmed.label == confirmed.observed_label).all()
+    moved = samples.iloc[other]
+    assert moved.recalibrated.all() and not moved.confirmed.any() and (moved.label != moved.observed_label).all()
+    assert int(rounds.recalibrated.iloc[0]) == len(other) and int(rounds.confirmed.iloc[0]) == len(own)
+    assert samples.confirmed.sum() == len(own) and samples.recalibrated.sum() == len(other)
