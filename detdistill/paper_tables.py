@@ -14,6 +14,7 @@ import pandas as pd
 
 from .best_epoch import SUMMARY_MEAN as BEST_MEAN
 from .best_epoch import SUMMARY_STD as BEST_STD
+from .stats import difference_text, mean_std_text
 
 NAMES = {"random": "Random", "herding": "Herding", "kcenter": "K-Center", "d4m": "D4M", "conf": "Conf", "sim": "Sim",
          "conf_sim": "Ours (conf + sim)", "full": "Full data"}
@@ -46,11 +47,9 @@ def stacked(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _cell(mean, std, diff=None, low=None, high=None) -> str:
-    if pd.isna(mean):
-        return "n/a"
-    text = f"{mean:.2f} ± {std:.2f}" if pd.notna(std) else f"{mean:.2f}"
-    if diff is not None and pd.notna(diff):
-        text += f" ({diff:+.2f} [{low:+.2f}, {high:+.2f}])" if pd.notna(low) else f" ({diff:+.2f})"
+    text = mean_std_text(mean, std)
+    if pd.notna(mean) and diff is not None and pd.notna(diff):
+        text += f" ({difference_text(diff, low, high)})"
     return text
 
 

@@ -54,6 +54,22 @@ def expand(config: dict) -> None:
             datasets[replicate] = copied
 
 
+def check_seeds(config: dict) -> None:
+    """After the schema filled the defaults: a replicate seed equal to its main run's construction
+    seed (the dataset's `construction_seed`, else the top-level `seed`) would rebuild the main set
+    and count it twice (too small a spread between constructions), and the replicates table, keyed by
+    construction seed, would drop one of the two. Raises ReplicateError naming the key."""
+    for name, entry in config["datasets"].items():
+        if entry.get("replicate_of") is not None:
+            continue
+        main_seed = config["seed"] if entry.get("construction_seed") is None else entry["construction_seed"]  # schema: null
+        if main_seed in (entry.get("replicates") or {}).get("seeds", []):
+            raise ReplicateError(
+                f"`datasets.{name}.replicates.seeds` holds {main_seed}, the main run's construction seed (the top-level "
+                f"`seed`): that construction is already the main run; drop {main_seed} or pick another seed"
+            )
+
+
 def replicate_table(runs: dict[int, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`runs`: per construction seed, the per-run evaluation rows (model, method, seed,
     test_accuracy) of its synthetic sets. Returns the per-(model, method) summary over all runs

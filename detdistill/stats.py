@@ -43,6 +43,9 @@ def t_interval(differences: np.ndarray, confidence: float = CONFIDENCE) -> tuple
 
 
 def _verdict(low: float, high: float) -> str:
+    """On the bounds as the tables print them (2 decimals), so a printed [0.00, x] never reads
+    `higher`: the verdict and the interval a reader sees agree."""
+    low, high = round(low, 2), round(high, 2)
     if low > 0:
         return "higher"
     if high < 0:
@@ -68,6 +71,20 @@ def paired_row(method_runs: pd.Series, baseline_runs: pd.Series) -> dict | None:
         "verdict": _verdict(low, high) if len(differences) > 1 else "one seed",
         "per_seed": " ".join(f"{seed}:{d:+.2f}" for seed, d in differences.items()),
     }
+
+
+def mean_std_text(mean, std) -> str:
+    """`mean ± std` as the tables print it; the mean alone for one seed (std NaN); n/a without runs."""
+    if pd.isna(mean):
+        return "n/a"
+    return f"{mean:.2f} ± {std:.2f}" if pd.notna(std) else f"{mean:.2f}"
+
+
+def difference_text(diff, low, high) -> str:
+    """A paired difference with its interval; the difference alone for one seed; n/a without pairs."""
+    if pd.isna(diff):
+        return "n/a"
+    return f"{diff:+.2f} [{low:+.2f}, {high:+.2f}]" if pd.notna(low) else f"{diff:+.2f}"
 
 
 def round_differences(frame: pd.DataFrame, columns=("mean_diff", "std_diff", "ci_low", "ci_high")) -> pd.DataFrame:

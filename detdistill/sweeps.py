@@ -79,6 +79,8 @@ def ipc_table(summaries: dict[int, pd.DataFrame]) -> pd.DataFrame:
 def sweep_markdown(dataset: str, ipc: int, knob: str, table: pd.DataFrame, reference: pd.DataFrame) -> str:
     """Per model: one row per knob value with each set's mean ± std and its paired difference to
     d4m [95% t interval]; the flagged count at each beta."""
+    from .stats import difference_text, mean_std_text  # scipy: not at the Snakefile's import
+
     lines = [
         f"# {dataset} IPC {ipc}: accuracy against {KNOB_LABELS[knob]}",
         "",
@@ -91,7 +93,7 @@ def sweep_markdown(dataset: str, ipc: int, knob: str, table: pd.DataFrame, refer
     ]
     for model, rows in table.groupby("model", sort=True):
         ref = reference[reference.model == model]
-        ref_text = f"{ref['mean'].iloc[0]:.2f} ± {ref['std'].iloc[0]:.2f}" if len(ref) else "n/a"
+        ref_text = mean_std_text(ref["mean"].iloc[0], ref["std"].iloc[0]) if len(ref) else "n/a"
         lines += [f"## {model} (d4m: {ref_text})", ""]
         wide = []
         for value, group in rows.groupby("value", sort=True):
@@ -100,20 +102,21 @@ def sweep_markdown(dataset: str, ipc: int, knob: str, table: pd.DataFrame, refer
             if knob == "beta":
                 row["flagged"] = int(first.flagged)
             for _, r in group.iterrows():
-                row[r.method] = f"{r['mean']:.2f} ± {r['std']:.2f}"
-                row[f"{r.method} vs d4m"] = (f"{r.diff_vs_d4m:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
-                                             if pd.notna(r.ci_low) else "n/a")
+                row[r.method] = mean_std_text(r["mean"], r["std"])
+                row[f"{r.method} vs d4m"] = difference_text(r.diff_vs_d4m, r.ci_low, r.ci_high)
             wide.append(row)
         lines += [pd.DataFrame(wide).to_markdown(index=False), ""]
     return "\n".join(lines)
 
 
 def ipc_markdown(dataset: str, table: pd.DataFrame) -> str:
+    from .stats import mean_std_text  # scipy: not at the Snakefile's import
+
     lines = [f"# {dataset}: accuracy against images per class", "",
              "Test accuracy in % (mean ± std over the evaluation seeds) per set and IPC, from each IPC's",
              f"`results/{dataset}_ipc<N>_summary.csv`; `full` is the whole train split (the same at every IPC).", ""]
     for model, rows in table.groupby("model", sort=True):
-        cells = rows.assign(cell=[f"{m:.2f} ± {s:.2f}" for m, s in zip(rows["mean"], rows["std"])])
+        cells = rows.assign(cell=[mean_std_text(m, s) for m, s in zip(rows["mean"], rows["std"])])
         wide = cells.pivot(index="method", columns="ipc", values="cell")
         wide.columns = [f"IPC {c}" for c in wide.columns]
         lines += [f"## {model}", "", wide.reset_index().to_markdown(index=False), ""]

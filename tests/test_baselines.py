@@ -13,6 +13,7 @@ from detdistill.stats import (
     comparisons,
     paired_differences,
     paired_markdown,
+    paired_row,
     t_interval,
 )
 
@@ -156,3 +157,11 @@ def test_t_interval_edge_cases():
     assert low > 0  # many consistent positive differences exclude 0
     assert t_interval(np.array([2.0, 2.0, 2.0])) == (2.0, 2.0)
     assert all(math.isnan(v) for v in t_interval(np.array([1.0])))
+
+
+def test_verdict_reads_the_interval_as_printed():
+    """A bound within 0.005 of 0 prints as 0.00: the verdict must not call [0.00, 0.00] `higher`."""
+    baseline = pd.Series([50.0, 51.0, 52.0])
+    row = paired_row(baseline + 0.003, baseline)  # identical differences: the interval is the mean
+    assert row["ci_low"] > 0 and round(row["ci_low"], 2) == 0.0 and row["verdict"] == "not resolved"
+    assert paired_row(baseline + 0.006, baseline)["verdict"] == "higher"

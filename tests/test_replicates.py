@@ -9,7 +9,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from detdistill.replicates import ReplicateError, expand, replicate_markdown, replicate_table
+from detdistill.replicates import ReplicateError, check_seeds, expand, replicate_markdown, replicate_table
 
 from conftest import assert_stops_with, planned_jobs, snakemake
 
@@ -48,6 +48,21 @@ def _runs(construction_shift):
         rows.append({"model": "convnet", "method": "d4m", "seed": seed, "test_accuracy": 0.80})
         rows.append({"model": "convnet", "method": "conf_sim", "seed": seed, "test_accuracy": 0.80 + (seed + 1 + construction_shift) / 100})
     return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("main_seed_key", ["seed", "construction_seed"])
+def test_a_replicate_seed_equal_to_the_main_construction_seed_is_refused(main_seed_key):
+    """It would rebuild the main set and count it as a second construction."""
+    config = {"seed": 0, "datasets": {"digits": _entry()}}
+    if main_seed_key == "seed":
+        config["seed"] = 2
+        config["datasets"]["digits"]["construction_seed"] = None  # the schema's default
+    else:
+        config["datasets"]["digits"]["construction_seed"] = 2
+    expand(config)
+    with pytest.raises(ReplicateError, match=r"`datasets\.digits\.replicates\.seeds` holds 2"):
+        check_seeds(config)
+    check_seeds({"seed": 0, "datasets": {"digits": _entry()}})  # 1 and 2 besides 0: fine
 
 
 def test_replicate_table_by_hand():

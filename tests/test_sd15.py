@@ -13,6 +13,7 @@ from detdistill.generators.sd15 import (
     DEFAULT_MODEL,
     MissingWeightsError,
     StableDiffusionGenerator,
+    _download_hint,
     resolve_weights,
     write_generator_spec,
 )
@@ -78,6 +79,13 @@ def test_missing_folder_names_folder_and_command(tmp_path):
     assert str(folder) in msg and "does not exist" in msg
     assert f"hf download {DEFAULT_MODEL}" in msg and f"--local-dir {folder}" in msg
     assert "huggingface-cli download" in msg and "generator.model" in msg
+
+
+def test_readme_download_command_fetches_what_the_workflow_loads():
+    """The README's download line is the one the missing-weights message prints: the files loaded,
+    not the whole hub repository (its checkpoints add tens of GB)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert ".venv/bin/" + _download_hint(DEFAULT_MODEL, "resources/stable-diffusion-v1-5") in readme
 
 
 def test_folder_without_model_index(tmp_path):

@@ -51,6 +51,10 @@ def test_sweep_table_by_hand():
     text = sweep_markdown("tiny", 2, "top_k", table, reference)
     assert "## convnet (d4m: 82.00 ± 2.00)" in text
     assert "| 2 *" in text and "+2.50 [" in text
+    # one seed: no std and no interval to print, the mean and the bare difference (not "nan")
+    one = sweep_table("top_k", [{"value": 1, "configured": True, "runs": low.iloc[:1], "flagged": 7}], d4m.iloc[:1])
+    rows = markdown_table_rows(sweep_markdown("tiny", 2, "top_k", one, reference.assign(std=float("nan"))))
+    assert rows[1][-2:] == ["82", "2"] and "nan" not in str(rows), rows  # tabulate prints numbers bare
 
 
 def test_ipc_table_and_markdown():

@@ -13,6 +13,7 @@ from detdistill.experiments import generator_note as experiment_generator_note
 from detdistill.protocols import ProtocolError
 from detdistill.protocols import apply as apply_protocols
 from detdistill.replicates import ReplicateError
+from detdistill.replicates import check_seeds as check_replicate_seeds
 from detdistill.replicates import expand as expand_replicates
 from detdistill.replicates import replicate_names
 from detdistill.sweeps import KNOB_METHODS, REFERENCE as SWEEP_REFERENCE, knob_value, point_name
@@ -33,6 +34,10 @@ except (ExperimentError, ReplicateError, ProtocolError) as error:
     stop(str(error))
 SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))  # the arms too
 validate(config, schema="../../config/schema.yaml")  # valid now: this only fills in the defaults
+try:
+    check_replicate_seeds(config)  # needs the top-level `seed`'s default
+except ReplicateError as error:
+    stop(str(error))
 check_writable(["results", "logs", "benchmarks"])
 
 
