@@ -48,7 +48,7 @@ def stacked(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
 
 def _cell(mean, std, diff=None, low=None, high=None) -> str:
     text = mean_std_text(mean, std)
-    if pd.notna(mean) and diff is not None and pd.notna(diff):
+    if pd.notna(mean) and pd.notna(diff):  # pd.notna(None) is False: no difference given
         text += f" ({difference_text(diff, low, high)})"
     return text
 

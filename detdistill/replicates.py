@@ -54,6 +54,13 @@ def expand(config: dict) -> None:
             datasets[replicate] = copied
 
 
+def construction_seed(entry: dict, config: dict) -> int:
+    """The seed of K-means and the generation noise of a dataset entry: its `construction_seed`
+    (set on the replicates; null by the schema's default), else the top-level `seed`."""
+    seed = entry.get("construction_seed")
+    return config["seed"] if seed is None else seed
+
+
 def check_seeds(config: dict) -> None:
     """After the schema filled the defaults: a replicate seed equal to its main run's construction
     seed (the dataset's `construction_seed`, else the top-level `seed`) would rebuild the main set
@@ -62,11 +69,12 @@ def check_seeds(config: dict) -> None:
     for name, entry in config["datasets"].items():
         if entry.get("replicate_of") is not None:
             continue
-        main_seed = config["seed"] if entry.get("construction_seed") is None else entry["construction_seed"]  # schema: null
+        main_seed = construction_seed(entry, config)
         if main_seed in (entry.get("replicates") or {}).get("seeds", []):
             raise ReplicateError(
-                f"`datasets.{name}.replicates.seeds` holds {main_seed}, the main run's construction seed (the top-level "
-                f"`seed`): that construction is already the main run; drop {main_seed} or pick another seed"
+                f"`datasets.{name}.replicates.seeds` holds {main_seed}, the main run's construction seed (its "
+                f"`construction_seed`, else the top-level `seed`): that construction is already the main run; "
+                f"drop {main_seed} or pick another seed"
             )
 
 

@@ -14,6 +14,7 @@ from detdistill.protocols import ProtocolError
 from detdistill.protocols import apply as apply_protocols
 from detdistill.replicates import ReplicateError
 from detdistill.replicates import check_seeds as check_replicate_seeds
+from detdistill.replicates import construction_seed
 from detdistill.replicates import expand as expand_replicates
 from detdistill.replicates import replicate_names
 from detdistill.sweeps import KNOB_METHODS, REFERENCE as SWEEP_REFERENCE, knob_value, point_name
@@ -568,10 +569,9 @@ def get_ipc_sweep_summaries(wildcards):
 
 # Set-construction replicates (workflow/rules/replicates.smk, detdistill.replicates)
 def get_construction_seed(wildcards):
-    """The seed of K-means and the generation noise: the dataset's `construction_seed` (set on the
-    replicates), else the top-level `seed`, so the main runs' params are as before."""
-    seed = dataset_config(wildcards).get("construction_seed")
-    return config["seed"] if seed is None else seed
+    """The seed of K-means and the generation noise (detdistill.replicates.construction_seed): the
+    main runs' params are as before."""
+    return construction_seed(dataset_config(wildcards), config)
 
 
 def get_replicate_datasets(wildcards):
