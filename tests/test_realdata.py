@@ -45,3 +45,37 @@ def test_cifar10_benchmark_config_builds_its_dag(cifar_root, tmp_path):
     out = snakemake(workdir, "results/cifar10_ipc10.csv", "results/cifar10_ipc50.csv", "-n",
                     "--configfile", "config/bench/cifar10_embedded.yaml").stdout
     assert "prepare_generator" in out and "evaluate_full" in out
+
+
+def _documented_commands(overlay):
+    """The snakemake command lines an overlay's header comment prints, as argument lists (after
+    `snakemake`, less `--cores 2`, which the test helper passes)."""
+    import shlex
+
+    commands = []
+    for line in overlay.read_text().splitlines():
+        if line.startswith("#") and ".venv/bin/snakemake " in line:
+            args = shlex.split(line.split(".venv/bin/snakemake ", 1)[1])
+            at = args.index("--cores")
+            commands.append(args[:at] + args[at + 2:])
+    return commands
+
+
+@pytest.mark.parametrize("overlay", sorted(p.name for p in (REPO / "config" / "bench").glob("noise_cifar10_*.yaml")))
+def test_noise_overlay_commands_work_as_printed(overlay, cifar_root, tmp_path):
+    """Each CIFAR-10 label-noise overlay prints the command that made its measurement: as printed
+    (from the repository root, ../shared beside it), it builds a DAG that runs the noise
+    experiment; an overlay naming a file or key that is not there stops it."""
+    from conftest import copy_workflow, snakemake
+
+    commands = _documented_commands(REPO / "config" / "bench" / overlay)
+    assert commands, f"{overlay} prints no .venv/bin/snakemake command"
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "data").mkdir()
+    (workdir / "data" / "cifar10").symlink_to(cifar_root)
+    (tmp_path / "shared").symlink_to(REPO.parent / "shared")  # ../shared as from the repository
+    for args in commands:
+        out = snakemake(workdir, *args, "-n").stdout
+        assert "prepare_generator" in out and "evaluate" in out, out[-3000:]
+        if args[0].startswith("results/experiments/"):
+            assert "noise_experiment" in out
