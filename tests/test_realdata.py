@@ -36,12 +36,21 @@ def test_cifar10_manifest_from_jpeg_tree(cifar_root):
     assert images.shape == (8, 3, 32, 32)
 
 
-def test_cifar10_benchmark_config_builds_its_dag(cifar_root, tmp_path):
-    from conftest import copy_workflow, snakemake
+def _workflow_with_cifar(tmp_path, cifar_root):
+    """A copy of the workflow under tmp_path/wf with the CIFAR-10 tree at data/cifar10, as the
+    benchmark configs expect it."""
+    from conftest import copy_workflow
 
     workdir = copy_workflow(tmp_path / "wf")
     (workdir / "data").mkdir()
     (workdir / "data" / "cifar10").symlink_to(cifar_root)
+    return workdir
+
+
+def test_cifar10_benchmark_config_builds_its_dag(cifar_root, tmp_path):
+    from conftest import snakemake
+
+    workdir = _workflow_with_cifar(tmp_path, cifar_root)
     out = snakemake(workdir, "results/cifar10_ipc10.csv", "results/cifar10_ipc50.csv", "-n",
                     "--configfile", "config/bench/cifar10_embedded.yaml").stdout
     assert "prepare_generator" in out and "evaluate_full" in out
@@ -66,13 +75,11 @@ def test_noise_overlay_commands_work_as_printed(overlay, cifar_root, tmp_path):
     """Each CIFAR-10 label-noise overlay prints the command that made its measurement: as printed
     (from the repository root, ../shared beside it), it builds a DAG that runs the noise
     experiment; an overlay naming a file or key that is not there stops it."""
-    from conftest import copy_workflow, snakemake
+    from conftest import snakemake
 
     commands = _documented_commands(REPO / "config" / "bench" / overlay)
     assert commands, f"{overlay} prints no .venv/bin/snakemake command"
-    workdir = copy_workflow(tmp_path / "wf")
-    (workdir / "data").mkdir()
-    (workdir / "data" / "cifar10").symlink_to(cifar_root)
+    workdir = _workflow_with_cifar(tmp_path, cifar_root)
     (tmp_path / "shared").symlink_to(REPO.parent / "shared")  # ../shared as from the repository
     for args in commands:
         out = snakemake(workdir, *args, "-n").stdout
