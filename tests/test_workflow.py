@@ -249,6 +249,28 @@ def test_changing_baselines_reruns_no_evaluation(tiny_run):
     assert set(jobs) <= {"aggregate_results", "set_quality"}, jobs
 
 
+def test_adding_a_model_reruns_no_other_models_evaluation(tiny_run):
+    """evaluation.models chooses which models are evaluated and model_epoch_scale sets each model's
+    epochs: dropping one model and rescaling it re-runs no evaluation of the others (the table
+    that lists the models is redone); rescaling a model re-runs that model's trainings only, and
+    a scale of 1 for another model is no change."""
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    evaluation = config["datasets"]["tiny"]["evaluation"]
+    evaluation["models"] = ["convnet", "resnetap10"]
+    evaluation["model_epoch_scale"] = {"resnet18": 0.5}
+    (tiny_run / "models.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(tiny_run, "models.yaml")
+    assert set(jobs) <= {"aggregate_results", "paper_tables"}, jobs
+    evaluation["models"] = ["convnet", "resnetap10", "resnet18"]
+    evaluation["model_epoch_scale"] = {"resnet18": 0.5, "convnet": 1.0}
+    (tiny_run / "models.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(tiny_run, "models.yaml")
+    # every ResNet-18 training (each IPC 2 set and the full-data run) and nothing of the others
+    resnet18_evaluations = list((tiny_run / "results" / "tiny" / "ipc2" / "eval").glob("*/resnet18.parquet"))
+    assert len(resnet18_evaluations) >= 4
+    assert jobs.get("evaluate") == len(resnet18_evaluations) and jobs.get("evaluate_full") == 1, jobs
+
+
 def test_report_embeds_every_declared_result(tiny_run):
     """`snakemake --report` builds one self-contained HTML file: the workflow description, every
     `report()` output of the run grouped by dataset and IPC, the contact sheets embedded (their

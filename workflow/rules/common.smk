@@ -356,12 +356,21 @@ get_prototype_config = get_section("prototypes")
 _evaluation_section = get_section("evaluation")
 
 
-def get_evaluation_config(wildcards):
-    """The `evaluation` section less `baselines`: which sets are evaluated is no setting of one
-    evaluation, so changing the list must not re-run the others. With `report_best_epoch` off,
+def _evaluation_params(wildcards, model):
+    """The `evaluation` section as one training of `model` reads it: less `baselines` and
+    `models` (which sets and models are evaluated is no setting of one evaluation, so adding a
+    model or a baseline must not re-run the others) and with `model_epoch_scale` cut to the
+    model's entry (rescaling one model re-runs only its trainings). With `report_best_epoch` off,
     its keys are left out too: evaluations made before the option existed are not re-run."""
     section = _evaluation_section(wildcards)
-    unused = {"baselines"}
+    unused = {"baselines", "models"}
+    own_scale = {
+        name: scale for name, scale in section.get("model_epoch_scale", {}).items() if name == model and scale != 1.0
+    }
+    if own_scale:
+        section["model_epoch_scale"] = own_scale
+    else:  # the model trains its configured epochs, as without the key (or with a scale of 1)
+        unused |= {"model_epoch_scale"}
     if not section.get("report_best_epoch"):
         unused |= {"report_best_epoch", "best_epoch_every", "best_epoch_evaluations", "best_epoch_after"}
     if "teacher" in section:
@@ -370,6 +379,16 @@ def get_evaluation_config(wildcards):
     else:  # no teacher: hard labels, the temperature is unused
         unused |= {"teacher_temperature"}
     return {key: value for key, value in section.items() if key not in unused}
+
+
+def get_evaluation_config(wildcards):
+    """`evaluation` params of the job training `{model}` on one set."""
+    return _evaluation_params(wildcards, wildcards.model)
+
+
+def get_gradcam_evaluation_config(wildcards):
+    """`evaluation` params of the Grad-CAM job, which trains `gradcam.model` on each set."""
+    return _evaluation_params(wildcards, get_gradcam_config(wildcards)["model"])
 
 
 # settings of the IPC evaluations only: the full-data runs train on hard labels at train.batch_size

@@ -86,7 +86,7 @@ rule gradcam:
         gpu=1,
     params:
         source=get_source,
-        evaluation=get_evaluation_config,
+        evaluation=get_gradcam_evaluation_config,
         gradcam=get_gradcam_config,
     script:
         "../scripts/gradcam.py"
