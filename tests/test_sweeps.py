@@ -178,6 +178,26 @@ def test_paper_tables_by_hand():
     assert "inception_fid" not in quality_header  # no weights offline: the column is left out, not shown empty
 
 
+def test_paper_tables_best_epoch_section_lists_only_the_models_that_measured_it():
+    """evaluation.best_epoch_models: a model that reports the final epoch only gets no grid of
+    n/a cells in the test-selected section; its final-epoch grid stays."""
+    from detdistill.paper_tables import accuracy_long, tables_markdown
+
+    methods = ["conf_sim", "d4m", "full", "random"]
+    summary = pd.DataFrame({"model": ["convnet"] * 4 + ["resnet18"] * 4, "method": methods * 2,
+                            "mean": [82.0, 79.0, 95.0, 70.0, 60.0, 58.0, 80.0, 50.0], "std": 1.0, "seeds": 3,
+                            "best_epoch_test_selected_mean": [84.0, 81.0, 96.0, 72.0] + [float("nan")] * 4,
+                            "best_epoch_test_selected_std": [1.0] * 4 + [float("nan")] * 4})
+    paired = pd.DataFrame({"model": ["convnet", "resnet18"], "method": "conf_sim", "baseline": "d4m",
+                           "mean_diff": [3.0, 2.0], "ci_low": [1.0, -1.0], "ci_high": [5.0, 5.0], "verdict": ["higher", "n.s."]})
+    text = tables_markdown("tiny", accuracy_long({10: summary}, {10: paired}), pd.DataFrame({"ipc": [], "method": []}),
+                           pd.DataFrame({"method": []}))
+    best = text[text.index("## Test-selected best epoch"): text.index("## Table V")]
+    assert "### convnet" in best and "84.00 ± 1.00" in best
+    assert "### resnet18" not in best and "n/a" not in best
+    assert "60.00 ± 1.00 (+2.00 [-1.00, +5.00])" in text  # ResNet-18's final-epoch cell
+
+
 def test_paper_tables_plan_every_ipc(tiny_run):
     jobs = planned_jobs(tiny_run, "tiny.yaml", "results/tiny_tables.md")
     assert jobs["paper_tables"] == 1 and jobs["aggregate_results"] == 1 and jobs["set_quality"] == 1, jobs  # IPC 1 is new

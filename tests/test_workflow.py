@@ -271,6 +271,18 @@ def test_adding_a_model_reruns_no_other_models_evaluation(tiny_run):
     assert jobs.get("evaluate") == len(resnet18_evaluations) and jobs.get("evaluate_full") == 1, jobs
 
 
+def test_best_epoch_models_choose_which_evaluations_measure_it(tiny_run):
+    """evaluation.best_epoch_models: with the best epoch on for the ConvNet only, the ConvNet's
+    trainings re-run (they measure it now) and the ResNets' are left as they are."""
+    config = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    config["datasets"]["tiny"]["evaluation"].update(report_best_epoch=True, best_epoch_models=["convnet"])
+    (tiny_run / "best_epoch.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(tiny_run, "best_epoch.yaml")
+    convnet_evaluations = list((tiny_run / "results" / "tiny" / "ipc2" / "eval").glob("*/convnet.parquet"))
+    assert jobs.get("evaluate") == len(convnet_evaluations) and jobs.get("evaluate_full") == 1, jobs
+    assert set(jobs) <= {"evaluate", "evaluate_full", "gradcam", "aggregate_results"}, jobs
+
+
 def test_report_embeds_every_declared_result(tiny_run):
     """`snakemake --report` builds one self-contained HTML file: the workflow description, every
     `report()` output of the run grouped by dataset and IPC, the contact sheets embedded (their

@@ -361,7 +361,8 @@ def _evaluation_params(wildcards, model):
     `models` (which sets and models are evaluated is no setting of one evaluation, so adding a
     model or a baseline must not re-run the others) and with `model_epoch_scale` cut to the
     model's entry (rescaling one model re-runs only its trainings). With `report_best_epoch` off,
-    its keys are left out too: evaluations made before the option existed are not re-run."""
+    or the model not in `best_epoch_models`, its keys are left out too: evaluations made before
+    the option existed are not re-run."""
     section = _evaluation_section(wildcards)
     unused = {"baselines", "models"}
     own_scale = {
@@ -371,7 +372,9 @@ def _evaluation_params(wildcards, model):
         section["model_epoch_scale"] = own_scale
     else:  # the model trains its configured epochs, as without the key (or with a scale of 1)
         unused |= {"model_epoch_scale"}
-    if not section.get("report_best_epoch"):
+    unused |= {"best_epoch_models"}  # which models measure it: decided here, per model
+    best_epoch_models = section.get("best_epoch_models")
+    if not section.get("report_best_epoch") or (best_epoch_models is not None and model not in best_epoch_models):
         unused |= {"report_best_epoch", "best_epoch_every", "best_epoch_evaluations", "best_epoch_after"}
     if "teacher" in section:
         # the file itself (also the job's input, get_teacher), so the stage needs no other argument
