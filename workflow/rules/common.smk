@@ -364,15 +364,13 @@ def _evaluation_params(wildcards, model):
     or the model not in `best_epoch_models`, its keys are left out too: evaluations made before
     the option existed are not re-run."""
     section = _evaluation_section(wildcards)
-    unused = {"baselines", "models"}
-    own_scale = {
-        name: scale for name, scale in section.get("model_epoch_scale", {}).items() if name == model and scale != 1.0
-    }
-    if own_scale:
-        section["model_epoch_scale"] = own_scale
-    else:  # the model trains its configured epochs, as without the key (or with a scale of 1)
+    # best_epoch_models: which models measure it is decided here, per model
+    unused = {"baselines", "models", "best_epoch_models"}
+    own_scale = section.get("model_epoch_scale", {}).get(model, 1.0)
+    if own_scale != 1.0:
+        section["model_epoch_scale"] = {model: own_scale}
+    else:  # the model trains its configured epochs, as without the key
         unused |= {"model_epoch_scale"}
-    unused |= {"best_epoch_models"}  # which models measure it: decided here, per model
     best_epoch_models = section.get("best_epoch_models")
     if not section.get("report_best_epoch") or (best_epoch_models is not None and model not in best_epoch_models):
         unused |= {"report_best_epoch", "best_epoch_every", "best_epoch_evaluations", "best_epoch_after"}
