@@ -85,7 +85,21 @@ def expand(config: dict) -> None:
             entry["trust"] = {**copy.deepcopy(spec["trust"]), "enabled": arm["trust"]}
             if same_judge(entry, datasets[base]):
                 entry["judge_of"] = datasets[base].get("judge_of") or base
+            plain = datasets.get(f"{name}_{arm['setting']}")
+            if arm["trust"] and same_real_runs(entry, plain):
+                entry["real_runs_of"] = f"{name}_{arm['setting']}"
             datasets[arm["dataset"]] = entry
+
+
+def same_real_runs(trust_arm: dict, plain_arm: dict | None) -> bool:
+    """Whether the trust-aware arm's random-subset and full-data evaluations would be the plain
+    arm's, byte for byte: they read the images, the observed labels and the evaluation settings,
+    never the trust stage, so the two entries must agree in everything but `trust`."""
+
+    def without_trust(entry: dict) -> dict:
+        return {k: v for k, v in entry.items() if k != "trust"}
+
+    return plain_arm is not None and without_trust(trust_arm) == without_trust(plain_arm)
 
 
 def same_judge(arm: dict, base: dict) -> bool:

@@ -49,8 +49,10 @@ def test_expand_makes_one_dataset_per_arm_differing_only_in_labels_and_trust():
         assert entry["source"].get("label_noise") == expected_noise
         assert "replicates" not in entry  # an arm is built once (the overrides could ask for replicates)
         assert entry["judge_of"] == "tiny"  # the judge sees true labels only: the base's is trained once
+        # a trust-aware arm's random subset and full data carry the plain arm's labels: run once, there
+        assert entry.get("real_runs_of") == (name.removesuffix("_trust") if name.endswith("_trust") else None)
         # everything else is the base's
-        rest = {k: v for k, v in entry.items() if k not in ("evaluation", "trust", "source", "judge_of")}
+        rest = {k: v for k, v in entry.items() if k not in ("evaluation", "trust", "source", "judge_of", "real_runs_of")}
         assert rest == {k: v for k, v in base.items() if k not in ("evaluation", "trust", "source", "replicates")}
         assert {k: v for k, v in entry["source"].items() if k != "label_noise"} == {
             k: v for k, v in base["source"].items() if k != "label_noise"
@@ -197,6 +199,14 @@ def test_dag_runs_the_trust_stage_in_trust_arms_only_and_stops_on_a_bad_base(tmp
     assert len(re.findall(r"rule prepare_data:", plan)) == 4  # the base's too: its judge serves every arm
     judges = re.findall(r"rule train_classifier:.*?wildcards: dataset=(\w+), role=judge", plan, flags=re.S)
     assert judges == ["tiny"]
+    # the trust-aware arm reports the plain arm's random-subset and full-data runs (same images and labels)
+    full_runs = re.findall(r"rule evaluate_full:.*?wildcards: dataset=(\w+), model", plan, flags=re.S)
+    assert sorted(set(full_runs)) == ["noisy_clean", "noisy_sym40"]
+    random_runs = re.findall(r"rule evaluate:.*?wildcards: dataset=(\w+), ipc=2, method=random", plan, flags=re.S)
+    assert sorted(set(random_runs)) == ["noisy_clean", "noisy_sym40"]
+    trust_aggregate = re.search(r"rule aggregate_results:\n    input: ([^\n]*)\n(?:    .*\n)*?    wildcards: dataset=noisy_sym40_trust,", plan)
+    assert "results/noisy_sym40/eval_full/" in trust_aggregate.group(1)
+    assert "results/noisy_sym40_trust/ipc2/eval/d4m/" in trust_aggregate.group(1)
     assert re.search(r"rule label_consistency:\n    input: results/tiny/classifiers/judge/model.safetensors", plan)
     spec["clean_arm"] = False  # the reference arm's jobs leave the plan
     plan = snakemake(workdir, "results/experiments/noisy.md", "--configfile", "tiny.yaml", tiny_experiment(workdir, spec), "-n").stdout

@@ -58,6 +58,8 @@ wildcard_constraints:
 SYNTHETIC_METHODS = ["d4m", "conf", "sim", "conf_sim"]
 FEATURE_BASELINES = ["herding", "kcenter"]  # real images chosen in the detector's feature space
 DEFAULT_BASELINES = ["random"]
+# evaluations that read only the images and their observed labels (no detector, no generator)
+LABEL_ONLY_METHODS = ["random"]
 
 
 def get_eval_methods(wildcards):
@@ -148,8 +150,8 @@ def get_train_manifest(wildcards):
 
 def reused_from(wildcards, key):
     """The dataset whose artifact this one reuses: the one named by `key` (`judge_of`,
-    `replicate_of`: set by replicates and noise experiments, whose artifact would be that
-    dataset's byte for byte), else the dataset itself."""
+    `replicate_of`, `real_runs_of`: set by replicates and noise experiments, whose artifact would
+    be that dataset's byte for byte), else the dataset itself."""
     return dataset_config(wildcards).get(key) or wildcards.dataset
 
 
@@ -292,19 +294,17 @@ def get_synthetic_sets(wildcards):
 
 
 def get_eval_tables(wildcards):
+    """Every evaluation of the dataset at the IPC, and its full-data runs; a trust-aware arm's
+    random-subset and full-data runs are its plain arm's (`real_runs_of`)."""
     check_ipc(wildcards)
     models = dataset_config(wildcards)["evaluation"]["models"]
-    return expand(
-        "results/{dataset}/ipc{ipc}/eval/{method}/{model}.parquet",
-        dataset=wildcards.dataset,
-        ipc=wildcards.ipc,
-        method=get_eval_methods(wildcards),
-        model=models,
-    ) + expand(
-        "results/{dataset}/eval_full/{model}.parquet",
-        dataset=wildcards.dataset,
-        model=models,
-    )
+    real_runs = reused_from(wildcards, "real_runs_of")
+    sets = [
+        f"results/{real_runs if method in LABEL_ONLY_METHODS else wildcards.dataset}/ipc{wildcards.ipc}/eval/{method}/{model}.parquet"
+        for method in get_eval_methods(wildcards)
+        for model in models
+    ]
+    return sets + [f"results/{real_runs}/eval_full/{model}.parquet" for model in models]
 
 
 def get_classifier_config(wildcards):
