@@ -85,9 +85,9 @@ def expand(config: dict) -> None:
             entry["trust"] = {**copy.deepcopy(spec["trust"]), "enabled": arm["trust"]}
             if same_judge(entry, datasets[base]):
                 entry["judge_of"] = datasets[base].get("judge_of") or base
-            plain = datasets.get(f"{name}_{arm['setting']}")
-            if arm["trust"] and same_real_runs(entry, plain):
-                entry["real_runs_of"] = f"{name}_{arm['setting']}"
+            plain = f"{name}_{arm['setting']}"  # built just before its trust-aware arm (arms' order)
+            if arm["trust"] and same_real_runs(entry, datasets.get(plain)):
+                entry["real_runs_of"] = plain
             datasets[arm["dataset"]] = entry
 
 
