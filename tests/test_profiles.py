@@ -72,3 +72,18 @@ def test_rules_declare_only_portable_resources():
     assert {"gpu"} <= rules["train_classifier"]
     odd = {name: sorted(used - portable) for name, used in rules.items() if used - portable}
     assert not odd, f"rules declaring non-portable resources: {odd}"
+
+
+def test_every_rule_runs_on_one_thread():
+    """A job's float results depend on its torch thread count, which Snakemake caps at --cores: a
+    rule with two threads would make the detector, hence the flagged images, differ between
+    `--cores 1` and `--cores 2` (and a two-thread job waits for two free cores while one-thread
+    evaluations hold one). More threads are the user's choice (`--set-threads`)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet=set())) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=REPO / "Snakefile", workdir=REPO)
+        threads = {rule.name: rule.resources["_cores"] for rule in workflow._workflow.rules}
+    assert threads["train_classifier"] == 1 and threads["evaluate"] == 1
+    assert {name: n for name, n in threads.items() if n != 1} == {}

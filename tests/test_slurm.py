@@ -20,7 +20,9 @@ from slurm import cluster
 
 pytestmark = pytest.mark.slurm
 
-# Four jobs, two of them gpu=1 with threads 2 and 1: a trained classifier and one evaluation.
+# Four jobs, two of them gpu=1: a trained classifier and one evaluation. Every rule declares one
+# thread; the classifier is given two (in both runs, as a user would) to check the mapping to Slurm.
+SET_THREADS = ["--set-threads", "train_classifier=2"]
 TARGETS = ["results/tiny/classifiers/detector/metrics.json", "results/tiny/ipc2/eval/random/convnet.parquet"]
 RULES = {"prepare_data": False, "select_random_subset": False, "train_classifier": True, "evaluate": True}
 # Status polling costs ~20 s per job on top of the work; kill a hung run instead of waiting forever.
@@ -45,13 +47,13 @@ def test_profile_submits_every_job_through_sbatch_and_matches_a_local_run(slurm_
     remote = copy_workflow(tmp_path / "slurm")
     # The local run shares the two cores with the cluster's jobs; most of the SLURM run's time is
     # status polling, so running both at once saves a local run's worth of wall time.
-    local_run = subprocess.Popen([*SNAKEMAKE, "--cores", "2", *TARGETS, "--configfile", "tiny.yaml"],
+    local_run = subprocess.Popen([*SNAKEMAKE, "--cores", "2", *TARGETS, *SET_THREADS, "--configfile", "tiny.yaml"],
                                  cwd=local, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     start = time.monotonic()
     proc = subprocess.run(
         [*SNAKEMAKE, "--profile", "profiles/slurm", *TARGETS,
          "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs",
-         "--verbose", "--configfile", "tiny.yaml"],
+         "--verbose", *SET_THREADS, "--configfile", "tiny.yaml"],
         check=False, cwd=remote, env=slurm_cluster.env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )
     elapsed = time.monotonic() - start
@@ -81,7 +83,7 @@ def test_profile_submits_every_job_through_sbatch_and_matches_a_local_run(slurm_
         rule = call.split("--comment ")[1].split()[0].strip("'").split("_wildcards_")[0].removeprefix("rule_")
         assert "-p gpu" in call and "--mem 16000" in call and "-t 240" in call, call
         assert ("--gpus=1" in call) == RULES[rule] and "--gres" not in call, call
-    # threads: 2 in train_classifier became --cpus-per-task=2
+    # --set-threads train_classifier=2 became --cpus-per-task=2
     assert by_rule["train_classifier"]["AllocCPUS"] == "2"
     assert by_rule["prepare_data"]["AllocCPUS"] == "1"
 

@@ -8,7 +8,7 @@ rule prepare_data:
     conda:
         "../envs/detdistill.yaml"
     # every image file is decoded once here, so a broken one stops the run before any training
-    threads: 2
+    threads: 1
     params:
         source=get_source,
         # rebuilds the manifest when the image files change (names, sizes, modification times)

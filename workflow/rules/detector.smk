@@ -14,7 +14,7 @@ rule train_classifier:
     priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:

@@ -12,7 +12,7 @@ rule prepare_generator:
     priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:
@@ -36,7 +36,7 @@ rule encode_latents:
     priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:

@@ -19,7 +19,7 @@ rule set_quality:
         "benchmarks/set_quality/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:

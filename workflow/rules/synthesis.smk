@@ -23,7 +23,7 @@ rule synthesize_initial:
     priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:
@@ -50,7 +50,7 @@ rule generate_candidates:
     priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:

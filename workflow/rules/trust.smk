@@ -21,7 +21,7 @@ rule trust_split:
     priority: SET_PATH_PRIORITY
     conda:
         "../envs/detdistill.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:
