@@ -12,8 +12,7 @@ batch sizes and candidate counts, and one synthesis / candidates job for all cla
 (`classes_per_job: 0`, the largest job). Two cuts for time on a shared 2-core machine, both
 accounted for in the report: one evaluation seed instead of three (on the CPU the seeds' runs
 train in turn, so the other two add only their models' parameters: `seed_model_mib`), and one
-thread per job (`--set-threads`; two single-thread jobs run side by side instead of two-thread
-jobs spinning against other users' load; threads do not change what a job holds).
+thread per job (every rule declares one; threads do not change what a job holds).
 
 Per job it reads two peak figures: Snakemake's `benchmark:` max_rss (psutil samples of the job's
 process tree: every 0.5 s for its first 15 s, then every 30 s, so a short peak can be missed) and
@@ -70,9 +69,6 @@ MINIMAL_WORK = {
     # 1 epoch for every set (max(1, round(epochs x scale))) and for the full data
     "evaluation": {"epoch_scale": 1e-6, "full_epochs": 1, "model_epoch_scale": {}, "seeds": [0]},
 }
-#: every multi-thread rule at one thread (see the docstring)
-ONE_THREAD = ("--set-threads", *(f"{rule}=1" for rule in ("prepare_generator", "encode_latents", "synthesize_initial",
-                                                          "generate_candidates", "train_classifier")))
 
 #: ImageNette (fastai imagenette2) at config/imagenette.yaml's sizes, for the projection
 IMAGENETTE = {"train": 9_469, "test": 3_925, "image_size": 256, "eval_load_size": 256}
@@ -276,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
         copy_workflow(run_dir)
         (run_dir / "memory.yaml").write_text(yaml.safe_dump({"datasets": {DATASET: memory_settings(data_root)}}, sort_keys=False))
         started = time.perf_counter()
-        run = run_snakemake(run_dir, targets, args, run_dir / "snakemake.log", None, configfile="memory.yaml", options=ONE_THREAD)
+        run = run_snakemake(run_dir, targets, args, run_dir / "snakemake.log", None, configfile="memory.yaml")
         run["seconds"] = time.perf_counter() - started
         run["command_line"] = shlex.join(["python", "bench/memory_cifar10.py", *(sys.argv[1:] if argv is None else argv)])
         (run_dir / "run.json").write_text(json.dumps(run, indent=2))

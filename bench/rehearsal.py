@@ -310,11 +310,11 @@ def copy_workflow(dest: Path) -> Path:
 
 
 def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, log_path: Path, timeout: float | None,
-                  configfile: str = "rehearsal.yaml", options: tuple[str, ...] = ()) -> dict:
+                  configfile: str = "rehearsal.yaml") -> dict:
     """Run the targets (first: --resources and --configfile take every following word), logging
     Snakemake's output to `log_path` and its progress lines here. Stopped after `timeout` seconds
     (SIGTERM, then SIGKILL STOP_GRACE_S later): what finished is still measured."""
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(args.cores), *options, "--resources", f"gpu={args.gpus}",
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(args.cores), "--resources", f"gpu={args.gpus}",
            "--configfile", configfile]
     # the jobs import detdistill from this checkout, whatever is installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

@@ -16,6 +16,16 @@ def _rules() -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
+def _loaded_rules() -> list:
+    """The workflow's rules as Snakemake parses them (directives, declared resources)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet=set())) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=REPO / "Snakefile", workdir=REPO)
+        return list(workflow._workflow.rules)
+
+
 def test_every_rule_named_in_a_profile_exists():
     rules = _rules()
     assert {"prepare_generator", "evaluate", "train_classifier"} <= rules
@@ -61,14 +71,9 @@ def test_imagenette_wnids_match_fastai_label_files():
 def test_rules_declare_only_portable_resources():
     """Executor-specific resources (slurm_partition, gres, gpu_manufacturer...) belong in the
     profiles; a rule that names one ties the workflow to one cluster kind."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import OutputSettings, ResourceSettings
-
     portable = {"gpu", "mem_mb", "runtime"}  # threads is a directive of its own
     snakemakes_own = {"_cores", "_nodes", "tmpdir"}
-    with SnakemakeApi(OutputSettings(quiet=set())) as api:
-        workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=REPO / "Snakefile", workdir=REPO)
-        rules = {rule.name: set(rule.resources) - snakemakes_own for rule in workflow._workflow.rules}
+    rules = {rule.name: set(rule.resources) - snakemakes_own for rule in _loaded_rules()}
     assert {"gpu"} <= rules["train_classifier"]
     odd = {name: sorted(used - portable) for name, used in rules.items() if used - portable}
     assert not odd, f"rules declaring non-portable resources: {odd}"
@@ -79,11 +84,6 @@ def test_every_rule_runs_on_one_thread():
     rule with two threads would make the detector, hence the flagged images, differ between
     `--cores 1` and `--cores 2` (and a two-thread job waits for two free cores while one-thread
     evaluations hold one). More threads are the user's choice (`--set-threads`)."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import OutputSettings, ResourceSettings
-
-    with SnakemakeApi(OutputSettings(quiet=set())) as api:
-        workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=REPO / "Snakefile", workdir=REPO)
-        threads = {rule.name: rule.resources["_cores"] for rule in workflow._workflow.rules}
+    threads = {rule.name: rule.resources["_cores"] for rule in _loaded_rules()}
     assert threads["train_classifier"] == 1 and threads["evaluate"] == 1
     assert {name: n for name, n in threads.items() if n != 1} == {}
