@@ -472,7 +472,7 @@ def get_n_candidates(wildcards):
 # Scheduling priority of the jobs on the path to the distilled sets (generator, latents, detector,
 # synthesis, candidates). The evaluations are leaves: left at 0 they fill the cores these leave
 # idle, instead of a long full-data training starting first on a core the set path needs.
-# Every rule declares `threads: 1`. Two reasons, both measured on the 2-core default run: a
+# All rules declare one thread (`threads` of 1). Two reasons, both measured on the 2-core default run: a
 # two-thread job waits until both cores are free, and the one-thread evaluations (30-60 s each)
 # kept one busy, so synthesis waited 124 s on the critical path (549 s for the run, 491 s with
 # every job on one thread); and a job's float results depend on its torch thread count, which
