@@ -2,6 +2,7 @@
 conda environment every rule names. A package added to one and forgotten in another fails here."""
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+
+from conftest import SNAKEMAKE, copy_workflow
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
 
@@ -120,3 +123,12 @@ def test_one_version_everywhere(project):
     citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
     assert project["version"] == detdistill.__version__ == citation["version"]
     assert project["license"] == citation["license"]
+
+
+def test_snakemake_lint_passes(tmp_path):
+    """CI's `snakemake --lint` gate, in the test run too: its checks are regexes over the rule files'
+    text, so even a comment can fail it (one reading "rule declares `threads: 1`" in common.smk
+    matched its "rule ...:" pattern and made common.smk look like rules mixed with functions)."""
+    workdir = copy_workflow(tmp_path / "workflow_copy")
+    proc = subprocess.run([*SNAKEMAKE, "--lint"], cwd=workdir, capture_output=True, text=True)
+    assert proc.returncode == 0, f"snakemake --lint:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
