@@ -1,8 +1,8 @@
 """Pictures of the refinement for the report (issue 10, point 9), drawn with Pillow:
 
 - `flagged_figure`: the initial set (d4m) with every flagged image framed by its reason, beside the
-  refined set (conf_sim) with every replacement framed: what the detector rejected and what took
-  its place, one class per row.
+  refined set (conf_sim) with every replacement framed (above it beyond 20 images a class): what
+  the detector rejected and what took its place, one class per row.
 - `candidates_figure`: per flagged image (the paper's Fig. 4): the image, then its candidates from
   the same prototype with the detector's target softmax under each; conf_sim's pool (predicted as
   the target with p > beta, top-k) and its choice are framed, and the choices of the conf and sim
@@ -24,6 +24,8 @@ COLOURS = {
     "pool": (40, 110, 230),  # in conf_sim's pool but not chosen
     "plain": (200, 200, 200),
 }
+#: the widest class row (images) drawn with the initial and refined sets side by side in the flagged figure
+SIDE_BY_SIDE_IPC = 20
 #: flagged images per class shown in the candidate panel (a picture, not the whole table)
 CANDIDATE_ROWS_PER_CLASS = 3
 
@@ -84,7 +86,8 @@ def _legend(entries: list[tuple[str, str]], width: int) -> Image.Image:
 
 def flagged_figure(anomalies: pd.DataFrame, refined: pd.DataFrame) -> Image.Image:
     """The initial set with its flagged images framed (red: another class predicted; orange: the
-    target's softmax below beta) beside the refined set with its replacements framed green."""
+    target's softmax below beta) beside (beyond SIDE_BY_SIDE_IPC images a class: above) the refined
+    set with its replacements framed green."""
     initial_rows, refined_rows = [], []
     ordered = anomalies.sort_values(["label", "prototype_id"])
     by_image = refined.set_index("replaced_image_id")
@@ -98,10 +101,13 @@ def flagged_figure(anomalies: pd.DataFrame, refined: pd.DataFrame) -> Image.Imag
                 cells.append(_cell(r.image_path, None))
         refined_rows.append(cells)
     flagged = int(anomalies.defective.sum())
+    # Side by side up to SIDE_BY_SIDE_IPC images a class; above, one over the other (IPC 50 side by
+    # side made a 7,420 x 774 px strip that no viewer shows legibly).
+    widest = max(len(row) for row in initial_rows)
     pictures = _join([
         _grid(initial_rows, f"initial set (d4m): {flagged} of {len(anomalies)} flagged"),
         _grid(refined_rows, "refined set (conf_sim): replacements framed"),
-    ], across=True, gap=16)
+    ], across=widest <= SIDE_BY_SIDE_IPC, gap=16)
     legend = _legend([("wrong_class", "flagged: another class predicted"), ("low_confidence", "flagged: target softmax < beta"),
                       ("replaced", "conf_sim's replacement")], pictures.width)
     return _join([pictures, legend], across=False)

@@ -62,6 +62,27 @@ def test_flagged_figure_frames_flags_and_replacements(tmp_path):
     assert tuple(np.asarray(picture)[y + side // 2, right_x + gap + (side + gap) + side // 2]) == (103, 103, 103)
 
 
+
+def test_flagged_figure_stacks_the_sets_above_side_by_side_ipc(tmp_path):
+    """At IPC 21 the refined set is drawn below the initial one (no 40-image-wide strip), still framed."""
+    ipc = figures.SIDE_BY_SIDE_IPC + 1
+    anomalies = pd.DataFrame({
+        "image_id": [f"c0-p{i:03d}" for i in range(ipc)], "label": 0, "prototype_id": range(ipc),
+        "image_path": [_png(tmp_path, f"i{i}", 50) for i in range(ipc)],
+        "reason": ["low_confidence"] + ["normal"] * (ipc - 1), "defective": [True] + [False] * (ipc - 1),
+    })
+    refined = pd.DataFrame({"image_id": ["c0-p000/cand00"], "replaced_image_id": ["c0-p000"],
+                            "image_path": [_png(tmp_path, "replacement", 200)]})
+    picture = figures.flagged_figure(anomalies, refined)
+    side, gap = CELL + 2 * BORDER, 2
+    grid_width, grid_height = ipc * (side + gap) + gap, TEXT + gap + side + gap
+    assert picture.width < 2 * grid_width and picture.height > 2 * grid_height
+    assert _frame_colour(picture, gap, TEXT + gap) == COLOURS["low_confidence"]
+    second_y = grid_height + 16 + TEXT + gap  # the refined grid starts below the first and a 16 px gap
+    assert _frame_colour(picture, gap, second_y) == COLOURS["replaced"]
+    assert tuple(np.asarray(picture)[second_y + side // 2, gap + side // 2]) == (200, 200, 200)
+
+
 def test_candidate_panel_frames_pool_and_choice(tmp_path):
     anomalies, candidates, sets = _inputs(tmp_path)
     picture = figures.candidates_figure(anomalies, candidates, sets, top_k=2, class_names={0: "zero"})
