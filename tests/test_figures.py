@@ -62,7 +62,6 @@ def test_flagged_figure_frames_flags_and_replacements(tmp_path):
     assert tuple(np.asarray(picture)[y + side // 2, right_x + gap + (side + gap) + side // 2]) == (103, 103, 103)
 
 
-
 def test_flagged_figure_stacks_the_sets_above_side_by_side_ipc(tmp_path):
     """At IPC 21 the refined set is drawn below the initial one (no 40-image-wide strip), still framed."""
     ipc = figures.SIDE_BY_SIDE_IPC + 1
