@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import copy
 import datetime
 import gc
@@ -313,16 +314,19 @@ def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, l
                   configfile: str = "rehearsal.yaml") -> dict:
     """Run the targets (first: --resources and --configfile take every following word), logging
     Snakemake's output to `log_path` and its progress lines here. Stopped after `timeout` seconds
-    (SIGTERM, then SIGKILL STOP_GRACE_S later): what finished is still measured."""
+    (SIGTERM, then SIGKILL to Snakemake and its jobs STOP_GRACE_S later: a job Snakemake waits
+    for would otherwise run on, holding the log pipe open): what finished is still measured."""
     cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(args.cores), "--resources", f"gpu={args.gpus}",
            "--configfile", configfile]
     # the jobs import detdistill from this checkout, whatever is installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     log.info("snakemake: %s (in %s)", shlex.join(cmd[2:]), workdir)
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     stopped = False
     with open(log_path, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # its own process group: the deadline stops Snakemake and the jobs it started together
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
 
         def stop():
             nonlocal stopped
@@ -330,8 +334,8 @@ def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, l
             log.warning("snakemake: stopping after %.0f s (time budget)", time.perf_counter() - start)
             proc.send_signal(signal.SIGTERM)
             time.sleep(STOP_GRACE_S)
-            if proc.poll() is None:
-                proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # the group is gone
+                os.killpg(proc.pid, signal.SIGKILL)
 
         timer = threading.Timer(timeout, stop) if timeout else None
         if timer:
@@ -348,7 +352,32 @@ def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, l
     if proc.returncode and not stopped:
         log.error("snakemake failed (exit %d); the end of %s:\n%s", proc.returncode, log_path, "\n".join(Path(log_path).read_text().splitlines()[-60:]))
     return {"command": shlex.join(["snakemake", *cmd[3:]]), "seconds": seconds, "returncode": proc.returncode,
-            "stopped_by_budget": stopped}
+            "stopped_by_budget": stopped, "started_at": started_at, "log": str(log_path)}
+
+
+#: a job's header in Snakemake's log: its start time, then `rule` or `localrule` and its name
+_JOB_START = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]\n(?:local)?rule (\w+):", re.M)
+
+
+def unfinished_jobs(run: dict, bench_dir: Path) -> list[dict]:
+    """Jobs of a stopped run that started but left no benchmark file (Snakemake writes it when a
+    job ends): their rule, benchmark stem and seconds from their start (Snakemake's log, to the
+    second) to the end of the run, so their time is not taken for Snakemake's own."""
+    log_path = Path(run.get("log") or "")
+    if not run.get("stopped_by_budget") or not log_path.is_file():
+        return []
+    text = log_path.read_text()
+    starts = list(_JOB_START.finditer(text))
+    run_end = run["started_at"] + run["seconds"]
+    jobs = []
+    for i, match in enumerate(starts):
+        block = text[match.end(): starts[i + 1].start() if i + 1 < len(starts) else len(text)]
+        bench = re.search(r"^\s+benchmark: (\S+)", block, re.M)
+        if not bench or (bench_dir.parent / bench.group(1)).is_file():
+            continue
+        started = datetime.datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
+        jobs.append({"rule": match.group(2), "job": Path(bench.group(1)).stem, "seconds": max(0.0, run_end - started)})
+    return jobs
 
 
 # --------------------------------------------------------------------------- 5. measure
@@ -488,10 +517,16 @@ def measure(workdir: Path, paper: dict, models: list[str], main_run: dict, seria
             stage=rule, rule=rule, jobs=len(group), wall_s=wall, images=images, what=what,
             images_per_s=images / wall if images else None, projected_s=wall, projection="as measured (the paper's work already)",
         ))
+    # jobs the deadline stopped: measured up to the stop, not projected (their work is unknown)
+    unfinished = unfinished_jobs(main_run, workdir / "benchmarks")
+    for job in unfinished:
+        stages.append(stage_row(stage=f"{job['rule']} (unfinished: stopped by the time budget)", rule=job["rule"], jobs=1,
+                                wall_s=job["seconds"], projected_s=job["seconds"], projection="as far as it ran (a lower bound)"))
     # Snakemake itself (every rule has a benchmark file): the run's wall time minus
     # its jobs', when jobs ran one at a time; with parallel jobs it cannot be told apart
     run_seconds = main_run["seconds"]
-    other = max(0.0, run_seconds - float(jobs.seconds.sum())) if serial and len(jobs) else 0.0
+    jobs_seconds = float(jobs.seconds.sum()) + sum(job["seconds"] for job in unfinished)
+    other = max(0.0, run_seconds - jobs_seconds) if serial and len(jobs) else 0.0
     stages.append(stage_row(
         stage="other (Snakemake itself)" if serial else "other (not measurable: jobs ran in parallel)",
         wall_s=other, projected_s=other, projection="as measured",
@@ -668,7 +703,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the main run first: its time is the rehearsal's answer; a calibration cut short by the
     # deadline leaves some job kinds without a fitted fixed part (they are then scaled whole)
-    runs = {"main": run_snakemake(run_dir, [TARGET], args, run_dir / "snakemake_main.log", budget(CALIBRATION_RESERVE_S)),
+    reserve = 0.0 if args.skip_calibration else CALIBRATION_RESERVE_S
+    runs = {"main": run_snakemake(run_dir, [TARGET], args, run_dir / "snakemake_main.log", budget(reserve)),
             "calibration": None}
     if not args.skip_calibration:
         runs["calibration"] = run_snakemake(run_dir, calibration_targets(settings), args, run_dir / "snakemake_calibration.log", budget())

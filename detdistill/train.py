@@ -5,6 +5,7 @@ data resident on the device, augmentation batched there, several seeds of a mode
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -110,16 +111,18 @@ def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | Non
 
 
 def use_stacking(stack: str | bool, device: torch.device, runs: int) -> bool:
-    """`auto` stacks several runs on CUDA, where one small run leaves the GPU idle between
-    kernels; on the CPU they run in turn: there stacking measured 5-25% slower for ResNetAP-10
-    and ResNet-18, the costly models, though faster for the ConvNet (bench/engine_throughput.py)."""
+    """`auto` runs the seeds in turn on every device, as measured faster: on the CPU stacking was
+    5-25% slower for ResNetAP-10 and ResNet-18 (bench/engine_throughput.py), and on an H200
+    (bench/measurements/engine_nvidia-h200.md, IPC 10 at 224 px, 3 seeds) 11% slower for
+    ResNetAP-10 and ConvNet: the vmapped step costs about as much per run as a run's own step.
+    `on` stacks anyway (2 or more runs)."""
     if runs < 2 or stack in (False, "off"):
         return False
     if stack in (True, "on"):
         return True
     if stack != "auto":
         raise ValueError(f"stack={stack!r}; choose auto, on or off")
-    return torch.device(device).type == "cuda"
+    return False
 
 
 def prefers_channels_last(model: nn.Module, device: torch.device) -> bool:
@@ -167,6 +170,23 @@ class _ModuleStep:
         self.model.train()
 
 
+def _batch_norm_in_float32(model: nn.Module) -> None:
+    """Batch norm of `model` computed in float32 and cast back to its input's dtype. Under vmap
+    the CUDA batch-norm kernels take a bf16 input with float32 running statistics forward but
+    not backward ("Expected running_mean to have type BFloat16 but got Float", seen on an H200
+    with ResNet-18 stacked under bf16 autocast); a float32 input is what autocast would pick for a
+    normalisation anyway. A no-op for float32 inputs: the fp32 path is unchanged."""
+
+    def float32_forward(module_forward, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype not in (torch.float16, torch.bfloat16):
+            return module_forward(x)
+        return module_forward(x.float()).to(x.dtype)
+
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.forward = functools.partial(float32_forward, module.forward)
+
+
 class _StackedStep:
     """Forward of S runs of one architecture as one batched computation: the runs' parameters and
     buffers are stacked along a new first dimension and the model is applied with
@@ -182,6 +202,7 @@ class _StackedStep:
         self.models = [m.to(device).train() for m in models]
         self.params, self.buffers = stack_module_state(self.models)
         skeleton = copy.deepcopy(self.models[0]).to("meta")
+        _batch_norm_in_float32(skeleton)
 
         def one_run(params, buffers, x):
             return functional_call(skeleton, (params, buffers), (x,))

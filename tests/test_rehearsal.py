@@ -125,3 +125,30 @@ def test_fixed_part_is_fitted_from_one_epoch_and_the_rehearsal(monkeypatch):
     # training too short to resolve: the calibration's wall is all fixed; no calibration: nothing is
     assert fit_fixed(main, pd.Series({"seconds": 13.0, "epochs": 1}))["fixed_s"] == 13.0
     assert fit_fixed(main, None)["fixed_s"] == 0.0
+
+
+def test_a_job_stopped_by_the_deadline_is_not_counted_as_snakemake_time(monkeypatch, tmp_path):
+    """A stopped run's job that left no benchmark file (as on the H200, where the candidates job
+    ran 171 s when the budget stopped the run) is timed from its start in Snakemake's log to the
+    end of the run; finished jobs and unstopped runs give no such row."""
+    import datetime
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from rehearsal import unfinished_jobs
+
+    (tmp_path / "benchmarks" / "detect_anomalies").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "detect_anomalies" / "r_ipc10.tsv").write_text("s\n3.8\n")
+    log = tmp_path / "snakemake_main.log"
+    log.write_text(
+        "Building DAG of jobs...\n"
+        "[Fri Dec  4 06:56:26 2026]\nlocalrule detect_anomalies:\n    log: logs/detect_anomalies/r_ipc10.log\n"
+        "    benchmark: benchmarks/detect_anomalies/r_ipc10.tsv\n"
+        "[Fri Dec  4 06:56:29 2026]\nFinished jobid: 8 (Rule: detect_anomalies)\n"
+        "[Fri Dec  4 06:56:29 2026]\nrule generate_candidates:\n    output: results/r/ipc10/candidates/part0\n"
+        "    benchmark: benchmarks/generate_candidates/r_ipc10_part0.tsv\n"
+        "Will exit after finishing currently running jobs (scheduler).\n")
+    started = datetime.datetime(2026, 12, 4, 6, 52, 56).timestamp()
+    run = {"log": str(log), "stopped_by_budget": True, "started_at": started, "seconds": 384.5}
+    assert unfinished_jobs(run, tmp_path / "benchmarks") == [
+        {"rule": "generate_candidates", "job": "r_ipc10_part0", "seconds": pytest.approx(171.5)}]
+    assert unfinished_jobs({**run, "stopped_by_budget": False}, tmp_path / "benchmarks") == []
