@@ -458,6 +458,31 @@ def fit_fixed(main: pd.DataFrame, calibration: pd.Series | None) -> dict:
     return {"fixed_s": fixed, "method": f"fit: {e1} epoch {w1:.1f} s, {epochs} epochs {wall:.1f} s (mean of {len(main)}){note}"}
 
 
+#: a training's progress line in a job log (detdistill.train): time, the run's label, epoch i of n
+# (not anchored: tqdm's bar, ended by a carriage return only, shares the line)
+_EPOCH_LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ detdistill: (.+?) epoch (\d+)/(\d+) loss")
+
+
+def epoch_seconds(log_path: Path) -> float | None:
+    """Seconds per epoch of a training job after each run's first epoch, summed over its runs,
+    from the timestamps of its epoch lines: the steady rate, without start-up, image loading and
+    the first epoch's warm-up (cuDNN autotuning, first kernels). None when a run logged fewer than
+    two epochs (nothing to time) or the log is missing."""
+    if not log_path.is_file():
+        return None
+    runs: dict[str, list[tuple[int, float]]] = {}
+    for stamp, label, epoch, _ in _EPOCH_LINE.findall(log_path.read_text()):
+        when = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        runs.setdefault(label, []).append((int(epoch), when))
+    rates = []
+    for points in runs.values():
+        (first_epoch, first), (last_epoch, last) = min(points), max(points)
+        if last_epoch <= first_epoch:
+            return None
+        rates.append((last - first) / (last_epoch - first_epoch))
+    return sum(rates) if rates else None
+
+
 #: the fields of a stage row, in the JSON's order
 STAGE_FIELDS = ["stage", "rule", "kind", "jobs", "wall_s", "images", "what", "images_per_s", "epochs", "paper_epochs",
                 "fixed_s_per_job", "fixed_method", "train_s", "train_images_per_s", "projected_s", "projection"]
@@ -470,7 +495,9 @@ def stage_row(**fields) -> dict:
 def training_stages(rule: str, group: pd.DataFrame, calib: pd.DataFrame, results: Path, models: list[str], paper: dict,
                     gradcam_model: str = "convnet") -> list[dict]:
     """One row per role or model of a training rule: measured, and projected to the paper's epochs
-    as fixed part + (wall - fixed part) x paper epochs / rehearsal epochs, per job."""
+    as fixed part + (wall - fixed part) x paper epochs / rehearsal epochs, per job. The training part
+    is the rehearsal's epochs at the steady rate of the job's epoch lines (`epoch_seconds`), or, for
+    jobs without them, what the calibration fit leaves (`fit_fixed`)."""
     rows = []
     kinds = [job_kind(rule, j, DATASET, models, gradcam_model) for j in group.job]
     for kind, sub in group.assign(kind=kinds).groupby("kind", sort=True):
@@ -484,8 +511,16 @@ def training_stages(rule: str, group: pd.DataFrame, calib: pd.DataFrame, results
         cal_work = training_work(results, rule, cal.job.iloc[0], CALIBRATION, kind) if len(cal) else None
         fit = fit_fixed(sub, pd.Series({"seconds": cal.seconds.iloc[0], "epochs": cal_work[0]}) if cal_work else None)
         epochs, paper_epochs_ = int(sub.epochs.iloc[0]), paper[(rule, kind)]
+        # the steady per-epoch time from the jobs' own epoch lines where every job has them (the
+        # fixed part is then the rest of each job's wall); else the calibration fit
+        rates = [epoch_seconds(results.parent / "logs" / rule / f"{job}.log") for job in sub.job]
+        if all(rate is not None for rate in rates):
+            fixed = np.maximum(sub.seconds.to_numpy() - epochs * np.array(rates), 0.0)
+            fit = {"method": f"epoch timestamps: {np.mean(rates):.3f} s per epoch after the first (mean of {len(rates)} jobs)"}
+        else:
+            fixed = np.full(len(sub), fit["fixed_s"])
         # no job's fixed part exceeds its wall time
-        fixed = np.minimum(fit["fixed_s"], sub.seconds.to_numpy())
+        fixed = np.minimum(fixed, sub.seconds.to_numpy())
         wall, n, images = float(sub.seconds.sum()), len(sub), int(sub.images.sum())
         train_s = wall - float(fixed.sum())
         rows.append(stage_row(
@@ -636,15 +671,17 @@ def markdown(report: dict) -> str:
         f"| {t['target_full_data_s'] / 60:.0f} min | {verdict[t['meets_full_data']]} |",
     ]
     method = [
-        "How projected: per job, wall = fixed part + epochs x seconds per epoch. The fixed part (start-up, imports, CUDA,",
-        "reading images, test passes) is fitted per job kind from a calibration run of the same job at 1 epoch",
-        f"(dataset `{CALIBRATION}`) and the rehearsal's jobs; projected = fixed + (wall - fixed) x paper epochs /",
-        "rehearsal epochs. Generation, encoding and the other stages already do the paper's work and are projected as",
+        "How projected: per job, wall = fixed part + epochs x seconds per epoch. The seconds per epoch are the steady",
+        "rate from the timestamps of the job's epoch lines (after each run's first epoch); the fixed part (start-up,",
+        "imports, CUDA, reading images, the first epoch's warm-up, test passes) is the rest of the job's wall. Jobs",
+        f"without two epoch lines fall back to a fit against a calibration run of the same job at 1 epoch (`{CALIBRATION}`).",
+        "Projected = fixed + (wall - fixed) x paper epochs / rehearsal epochs. Generation, encoding and the other",
+        "stages already do the paper's work and are projected as",
         "measured. Images/s is images over the stage's wall time; training img/s is over its training part only.",
         "Jobs ran one at a time, so the sums are serial times; jobs run concurrently would shorten them." if report["serial"] else
         "Jobs ran in parallel here, so the sums exceed the run's wall time and the projection is not a run time.",
         "",
-        "The fits (calibration job at 1 epoch, the rehearsal's jobs):",
+        "Per job kind, where its seconds per epoch come from:",
         "",
     ]
     fits = [f"- {s['stage']}: {s['fixed_method']}" for s in report["stages"] if s["fixed_method"]]
