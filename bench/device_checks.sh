@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The GPU figures of the "Paper-scale speed" issue in one device call (bench/README.md: "Run it on a
-# GPU machine"): the candidate-generation benchmark at the workflow's settings, then the ImageNette
-# rehearsal with the time left. Run from the checkout's root with the wheels of bench/README.md in
-# .whl/ (installed into /tmp/site when present); results go to $OUT (default bench/measurements/device).
+# GPU machine"), from the checkout's root, with the wheels of bench/README.md in .whl/ (installed
+# into /tmp/site when present); results go to $OUT (default bench/measurements/device).
 #
-#     bash bench/device_checks.sh [SECONDS]     # SECONDS: the whole script's budget, default 585
+#     bash bench/device_checks.sh [SECONDS] [PARTS]
+#
+# SECONDS: the whole script's budget (default 585). PARTS, comma-separated, run in this order:
+#   engine     bench/engine_profile.py: where an IPC-10 training step goes (~1 min)
+#   sd         bench/sd_img2img_speed.py at the workflow's settings (~2 min)
+#   rehearsal  bench/rehearsal.py with the time left; REHEARSAL_ARGS adds flags, e.g.
+#              "--cores 8 --gpus 4 --skip-calibration" to finish inside one call (jobs then overlap)
+# Default: sd,rehearsal (the 2026-12-04 run).
 set -u
 budget=${1:-585}
+parts=${2:-sd,rehearsal}
 out=${OUT:-bench/measurements/device}
 started=$(date +%s)
 mkdir -p "$out"
@@ -20,12 +27,21 @@ python=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo pyth
 nvidia-smi -L | tee "$out/nvidia_smi.txt"
 "$python" -c 'import torch, diffusers, kornia, snakemake; print("torch", torch.__version__, "diffusers", diffusers.__version__, "kornia", kornia.__version__, "snakemake", snakemake.__version__)'
 
-# a whole job's candidates as config/imagenette.yaml makes them: fp16, channels-last, chunks of 100
-# across defective images; the fp32 batch-1 loop on a few images for the speed-up
-timeout 120 "$python" bench/sd_img2img_speed.py --prototypes 5 --batch 100 --channels-last --repeats 3 \
-    --reference-images 3 --out "$out/sd_img2img_job.json" 2>&1 | tee "$out/sd_img2img.log"
+case ",$parts," in *,engine,*)
+    timeout 150 "$python" bench/engine_profile.py --out "$out/engine_profile.json" 2>&1 | grep -v "it/s" | tee "$out/engine_profile.log" ;;
+esac
 
-left=$((budget - ($(date +%s) - started)))
-echo "rehearsal: ${left} s left"
-"$python" bench/rehearsal.py --deadline "$left" --out-dir "$out" --logs-archive "$out/rehearsal_logs.tar.gz" 2>&1 \
-    | tee "$out/rehearsal.log"
+case ",$parts," in *,sd,*)
+    # a whole job's candidates as config/imagenette.yaml makes them: fp16, channels-last, chunks of
+    # 100 across defective images; the fp32 batch-1 loop on a few images for the speed-up
+    timeout 120 "$python" bench/sd_img2img_speed.py --prototypes 5 --batch 100 --channels-last --repeats 3 \
+        --reference-images 3 --out "$out/sd_img2img_job.json" 2>&1 | tee "$out/sd_img2img.log" ;;
+esac
+
+case ",$parts," in *,rehearsal,*)
+    left=$((budget - ($(date +%s) - started)))
+    echo "rehearsal: ${left} s left"
+    # shellcheck disable=SC2086  # REHEARSAL_ARGS is a list of flags
+    "$python" bench/rehearsal.py --deadline "$left" --out-dir "$out" --logs-archive "$out/rehearsal_logs.tar.gz" \
+        ${REHEARSAL_ARGS:-} 2>&1 | tee "$out/rehearsal.log" ;;
+esac

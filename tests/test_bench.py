@@ -61,3 +61,24 @@ def test_trust_per_class_reads_each_arm_and_refuses_one_without_truth(tmp_path):
     assert (tmp_path / "t.md").read_text().strip() == text.strip()
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "trust_per_class.py"), "b"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode != 0 and "has no clean_label" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_engine_profile_times_each_variant_and_writes_the_profile(tmp_path, monkeypatch):
+    """bench/engine_profile.py at --tiny size on the CPU: a step time per model and protocol variant
+    and protocol variant, the parts alone, and the
+    profiler's table in the markdown."""
+    import json
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from engine_profile import VARIANTS, main
+
+    out = tmp_path / "profile.json"
+    report = main(["--tiny", "--device", "cpu", "--threads", "1", "--models", "convnet", "--profile-model", "convnet",
+                   "--out", str(out)])
+    assert [(s["model"], s["variant"]) for s in report["steps"]] == [("convnet", v) for v in VARIANTS]
+    assert all(isinstance(s["ms_per_step"], float) for s in report["steps"])  # no timing is asserted
+    assert set(report["parts_ms_per_call"]) == {"kornia pipeline (crop, jitter, flip)", "kornia pipeline without jitter", "CutMix"}
+    assert json.loads(out.read_text())["steps"] == report["steps"]
+    text = out.with_suffix(".md").read_text()
+    assert "| convnet | no augmentation, no CutMix |" in text and "top operations by self CPU time" in text
+    assert "aten::" in text  # the profiler saw the training's operators

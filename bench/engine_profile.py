@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Where a training step of an IPC-10 set goes: the engine's step time with parts of the protocol
+taken away, the augmentation and CutMix alone, and a profiler table.
+
+On one H200 (bench/measurements/gpu_nvidia-h200.md) an IPC-10 set trained at ~23.5 epochs/s per
+run (about 21 ms per step of 64 images at 224 px) for the ConvNet, ResNetAP-10 and ResNet-18 alike,
+and stacking the seeds was no faster: the step looked bound by per-run work, not by the model. This
+script answers which work, in one short device call:
+
+* per model, ms per step for the configured protocol (RandomResizedCrop + ColorJitter + flip by
+  kornia, CutMix), without colour jitter, and without any augmentation or CutMix (a centre crop
+  only); each from the difference of a long and a short training (so set-up is left out), one run;
+* the kornia pipeline alone and CutMix alone on one batch (ms per call);
+* torch.profiler over a few epochs of the protocol: the top operations by self CPU time (and by
+  self device time on CUDA).
+
+    python bench/engine_profile.py --out bench/measurements/engine_profile_<gpu>.json   # GPU: Minimax shapes
+    python bench/engine_profile.py --tiny --device cpu                                    # smoke test
+
+Writes JSON (machine, versions, command, figures) and a markdown table beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from detdistill.augment import build_augment  # noqa: E402
+from detdistill.train import TrainConfig, train_classifiers  # noqa: E402
+
+from engine_throughput import PRESETS, _models  # noqa: E402
+
+#: protocol variants: what is taken away from the imagenette preset's evaluation protocol
+VARIANTS = {
+    "protocol": {},
+    "no colour jitter": {"color_jitter": 0.0},
+    "no augmentation, no CutMix": {"crop_scale": None, "color_jitter": 0.0, "flip": False, "cutmix_alpha": 0.0},
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _train_seconds(name, images, labels, cfg, crop, width, device) -> float:
+    models = _models(name, [0], crop, width)
+    _sync(device)
+    start = time.perf_counter()
+    train_classifiers(models, [0], images, labels, cfg, device, stack="off")
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def step_ms(name, images, labels, cfg, crop, width, device, short: int, long: int) -> float:
+    """ms per optimizer step of one run: (long training - short training) / the steps between, so
+    model building, the transfer of the images and the first epoch's warm-up cancel out."""
+    steps_per_epoch = -(-len(images) // min(cfg.batch_size, len(images)))
+    _train_seconds(name, images, labels, TrainConfig(**{**cfg.__dict__, "epochs": 1}), crop, width, device)  # warm-up
+    t_short = _train_seconds(name, images, labels, TrainConfig(**{**cfg.__dict__, "epochs": short}), crop, width, device)
+    t_long = _train_seconds(name, images, labels, TrainConfig(**{**cfg.__dict__, "epochs": long}), crop, width, device)
+    return 1000 * (t_long - t_short) / ((long - short) * steps_per_epoch)
+
+
+def call_ms(fn, device, repeats: int) -> float:
+    fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return 1000 * (time.perf_counter() - start) / repeats
+
+
+def profile_table(name, images, labels, cfg, crop, width, device, epochs: int, rows: int) -> dict[str, str]:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    models = _models(name, [0], crop, width)
+    train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": 1}), device, stack="off")
+    with profile(activities=activities) as prof:
+        train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, stack="off")
+        _sync(device)
+    averages = prof.key_averages()
+    tables = {"self CPU": averages.table(sort_by="self_cpu_time_total", row_limit=rows)}
+    if device.type == "cuda":
+        tables["self device"] = averages.table(sort_by="self_cuda_time_total", row_limit=rows)
+    return tables
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--tiny", action="store_true", help="32 px from 36, width 8, few epochs: a smoke test")
+    parser.add_argument("--models", default="convnet,resnetap10,resnet18")
+    parser.add_argument("--images", type=int, default=100, help="the set's size (IPC 10 x 10 classes)")
+    parser.add_argument("--epochs", type=int, nargs=2, default=[5, 25], metavar=("SHORT", "LONG"),
+                        help="the two trainings whose difference is timed")
+    parser.add_argument("--profile-model", default="resnet18")
+    parser.add_argument("--profile-epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.add_argument("--out", type=Path, help="JSON result; the markdown goes beside it (.md)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    train_cfg, load, crop, width, _ = PRESETS["imagenette"]
+    if args.tiny:
+        load, crop, width = 36, 32, 8
+    short, long = (1, 3) if args.tiny else args.epochs
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (args.images, 3, load, load), dtype=torch.uint8, generator=g)
+    labels = torch.arange(args.images) % 10
+    base = {**train_cfg, "crop_size": crop}
+    models = args.models.split(",")
+
+    steps = []
+    for name in models:
+        for variant, change in VARIANTS.items():
+            cfg = TrainConfig.from_dict({**base, **change})
+            ms = step_ms(name, images, labels, cfg, crop, width, device, short, long)
+            steps.append({"model": name, "variant": variant, "ms_per_step": round(ms, 2)})
+            print(f"{name:12s} {variant:28s} {ms:8.2f} ms per step", flush=True)
+
+    cfg = TrainConfig.from_dict(base)
+    batch = images[: cfg.batch_size].to(device).float() / 255
+    augment = build_augment(load, crop_scale=cfg.crop_scale, crop_size=crop, color_jitter=cfg.color_jitter, flip=cfg.flip)
+    jitterless = build_augment(load, crop_scale=cfg.crop_scale, crop_size=crop, color_jitter=0.0, flip=cfg.flip)
+    from torchvision.transforms import v2
+
+    cutmix = v2.CutMix(num_classes=10, alpha=cfg.cutmix_alpha)
+    cropped = augment(batch)
+    batch_labels = labels[: cfg.batch_size].to(device)
+    repeats = 5 if args.tiny else 50
+    parts = {
+        "kornia pipeline (crop, jitter, flip)": call_ms(lambda: augment(batch), device, repeats),
+        "kornia pipeline without jitter": call_ms(lambda: jitterless(batch), device, repeats),
+        "CutMix": call_ms(lambda: cutmix(cropped, batch_labels), device, repeats),
+    }
+    for part, ms in parts.items():
+        print(f"{part:40s} {ms:8.2f} ms per call of {len(batch)} images", flush=True)
+
+    tables = profile_table(args.profile_model, images, labels, cfg, crop, width, device,
+                           1 if args.tiny else args.profile_epochs, 15)
+    report = {
+        "command": " ".join(["python", "bench/engine_profile.py", *(sys.argv[1:] if argv is None else argv)]),
+        "date": datetime.date.today().isoformat(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__, "kornia": __import__("kornia").__version__,
+        "tiny": args.tiny, "images": args.images, "load_size": load, "crop_size": crop, "width": width,
+        "batch_size": cfg.batch_size, "epochs_timed": [short, long],
+        "steps": steps, "parts_ms_per_call": {k: round(v, 3) for k, v in parts.items()},
+        "profile": {"model": args.profile_model, "tables": tables},
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        lines = [f"# Engine step profile: {report['device']}", "",
+                 f"`{report['command']}` ({report['date']}; torch {report['torch']}, kornia {report['kornia']}); "
+                 f"{args.images} images at {crop} px from {load}, batch {cfg.batch_size}, one run, ms per step from "
+                 f"{long} - {short} epochs.", "", "| model | variant | ms per step |", "|---|---|---|"]
+        lines += [f"| {s['model']} | {s['variant']} | {s['ms_per_step']:.2f} |" for s in steps]
+        lines += ["", "| part, alone | ms per call |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in parts.items()]
+        for title, table in tables.items():
+            lines += ["", f"## {args.profile_model}: top operations by {title} time", "", "```", table, "```"]
+        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
