@@ -36,10 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from engine_throughput import PRESETS, _models  # noqa: E402
+
 from detdistill.augment import build_augment  # noqa: E402
 from detdistill.train import TrainConfig, train_classifiers  # noqa: E402
-
-from engine_throughput import PRESETS, _models  # noqa: E402
 
 #: protocol variants: what is taken away from the imagenette preset's evaluation protocol
 VARIANTS = {
