@@ -341,11 +341,17 @@ def run_snakemake(workdir: Path, targets: list[str], args: argparse.Namespace, l
         if timer:
             timer.daemon = True
             timer.start()
-        for line in proc.stdout:
-            out.write(line)
-            if re.search(r"\d+ of \d+ steps|^Error|Exception", line):
-                log.info("snakemake: %s", line.strip())
-        proc.wait()
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                if re.search(r"\d+ of \d+ steps|^Error|Exception", line):
+                    log.info("snakemake: %s", line.strip())
+            proc.wait()
+        except BaseException:
+            # Ctrl-C reaches only this process (Snakemake has its own session): stop it too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            raise
         if timer:
             timer.cancel()
     seconds = time.perf_counter() - start
