@@ -123,6 +123,22 @@ def ipc_markdown(dataset: str, table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def fit_title(title: str, width_in: float) -> str:
+    """`title` in lines that fit a figure `width_in` inches wide (a suptitle's 12 pt font sets about
+    10 characters per inch, wide letters included), broken after the colon where that suffices,
+    else at spaces (a longer word is split): a long dataset name (noise_cifar10_sym20_clean) was
+    clipped at both edges of a one-panel figure."""
+    import textwrap
+
+    width = max(20, int(10 * width_in))
+    if len(title) <= width:
+        return title
+    head, colon, tail = title.partition(": ")
+    if colon and len(head) + 1 <= width and len(tail) <= width:
+        return f"{head}:\n{tail}"
+    return textwrap.fill(title, width=width)
+
+
 def plot(table: pd.DataFrame, x: str, title: str, reference: pd.DataFrame | None = None, configured=None) -> bytes:
     """PNG bytes: one panel per model, accuracy (mean, error bars: std over seeds) against `x`
     per method; d4m's level as a dashed line and band when it does not vary with `x`."""
@@ -158,7 +174,7 @@ def plot(table: pd.DataFrame, x: str, title: str, reference: pd.DataFrame | None
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="best")
-    fig.suptitle(title)
+    fig.suptitle(fit_title(title, fig.get_figwidth()))
     fig.tight_layout()
     buffer = _io.BytesIO()
     # no timestamp or version in the file: identical runs give identical bytes

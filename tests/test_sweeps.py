@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 from scipy import stats
 
-from detdistill.sweeps import ipc_markdown, ipc_table, knob_value, point_name, sweep_markdown, sweep_table
+from detdistill.sweeps import fit_title, ipc_markdown, ipc_table, knob_value, point_name, sweep_markdown, sweep_table
 
 from conftest import assert_stops_with, markdown_table_rows, planned_jobs, snakemake
 
@@ -55,6 +55,28 @@ def test_sweep_table_by_hand():
     one = sweep_table("top_k", [{"value": 1, "configured": True, "runs": low.iloc[:1], "flagged": 7}], d4m.iloc[:1])
     rows = markdown_table_rows(sweep_markdown("tiny", 2, "top_k", one, reference.assign(std=float("nan"))))
     assert rows[1][-2:] == ["82", "2"] and "nan" not in str(rows), rows  # tabulate prints numbers bare
+
+
+@pytest.mark.parametrize("dataset", ["digits", "noise_cifar10_sym20_clean", "a_very_long_dataset_name_of_a_noise_experiment_arm"])
+@pytest.mark.parametrize("panels", [1, 2])
+def test_sweep_titles_fit_their_figure(dataset, panels):
+    """The plot's title, as fit_title breaks it, lies inside the figure (a one-panel CIFAR-10 sweep
+    plot had its title clipped at both edges); short titles stay on one line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    title = f"{dataset} IPC 10: accuracy against top_k"
+    fig = plt.figure(figsize=(4.2 * panels, 3.6), dpi=100)
+    text = fig.suptitle(fit_title(title, fig.get_figwidth()))
+    fig.canvas.draw()
+    extent = text.get_window_extent()
+    assert extent.x0 >= 0 and extent.x1 <= fig.bbox.width, (text.get_text(), extent)
+    assert text.get_text().replace("\n", "").replace(" ", "") == title.replace(" ", "")  # nothing lost
+    if len(title) <= 40:
+        assert "\n" not in text.get_text()
+    plt.close(fig)
 
 
 def test_ipc_table_and_markdown():
