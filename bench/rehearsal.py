@@ -512,19 +512,19 @@ def training_stages(rule: str, group: pd.DataFrame, calib: pd.DataFrame, results
         sub = sub.dropna(subset=["epochs"])  # jobs stopped by the deadline left no artifact
         if sub.empty:
             continue
-        cal = calib[(calib.rule == rule) & np.array([job_kind(rule, j, CALIBRATION, models, gradcam_model) == kind
-                                                     for j in calib.job], dtype=bool)]
-        cal_work = training_work(results, rule, cal.job.iloc[0], CALIBRATION, kind) if len(cal) else None
-        fit = fit_fixed(sub, pd.Series({"seconds": cal.seconds.iloc[0], "epochs": cal_work[0]}) if cal_work else None)
         epochs, paper_epochs_ = int(sub.epochs.iloc[0]), paper[(rule, kind)]
         # the steady per-epoch time from the jobs' own epoch lines where every job has them (the
         # fixed part is then the rest of each job's wall); else the calibration fit
         rates = [epoch_seconds(results.parent / "logs" / rule / f"{job}.log") for job in sub.job]
         if all(rate is not None for rate in rates):
             fixed = np.maximum(sub.seconds.to_numpy() - epochs * np.array(rates), 0.0)
-            fit = {"method": f"epoch timestamps: {np.mean(rates):.3f} s per epoch after the first (mean of {len(rates)} jobs)"}
+            method = f"epoch timestamps: {np.mean(rates):.3f} s per epoch after the first (mean of {len(rates)} jobs)"
         else:
-            fixed = np.full(len(sub), fit["fixed_s"])
+            cal = calib[(calib.rule == rule) & np.array([job_kind(rule, j, CALIBRATION, models, gradcam_model) == kind
+                                                         for j in calib.job], dtype=bool)]
+            cal_work = training_work(results, rule, cal.job.iloc[0], CALIBRATION, kind) if len(cal) else None
+            fit = fit_fixed(sub, pd.Series({"seconds": cal.seconds.iloc[0], "epochs": cal_work[0]}) if cal_work else None)
+            fixed, method = np.full(len(sub), fit["fixed_s"]), fit["method"]
         # no job's fixed part exceeds its wall time
         fixed = np.minimum(fixed, sub.seconds.to_numpy())
         wall, n, images = float(sub.seconds.sum()), len(sub), int(sub.images.sum())
@@ -532,7 +532,7 @@ def training_stages(rule: str, group: pd.DataFrame, calib: pd.DataFrame, results
         rows.append(stage_row(
             stage=f"{rule} ({kind})", rule=rule, kind=kind, jobs=n, wall_s=wall, images=images,
             what="images trained on (train images x epochs x seeds)", images_per_s=images / wall,
-            epochs=epochs, paper_epochs=paper_epochs_, fixed_s_per_job=float(fixed.mean()), fixed_method=fit["method"],
+            epochs=epochs, paper_epochs=paper_epochs_, fixed_s_per_job=float(fixed.mean()), fixed_method=method,
             train_s=train_s, train_images_per_s=images / train_s if train_s > 0 else None,
             projected_s=float(fixed.sum()) + train_s * paper_epochs_ / epochs, projection="projected",
         ))

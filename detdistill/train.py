@@ -113,7 +113,7 @@ def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | Non
 def use_stacking(stack: str | bool, device: torch.device, runs: int) -> bool:
     """`auto` runs the seeds in turn on every device, as measured faster: on the CPU stacking was
     5-25% slower for ResNetAP-10 and ResNet-18 (bench/engine_throughput.py), and on an H200
-    (bench/measurements/engine_nvidia-h200.md, IPC 10 at 224 px, 3 seeds) 11% slower for
+    (bench/measurements/gpu_nvidia-h200.md, IPC 10 at 224 px, 3 seeds) 11% slower for
     ResNetAP-10 and ConvNet: the vmapped step costs about as much per run as a run's own step.
     `on` stacks anyway (2 or more runs)."""
     if runs < 2 or stack in (False, "off"):
