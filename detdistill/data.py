@@ -13,6 +13,7 @@ import math
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -209,16 +210,35 @@ def read_rgb(path) -> torch.Tensor:
     return TF.pil_to_tensor(img)
 
 
-def load_image_files(paths, image_size: int) -> torch.Tensor:
-    """Load image files as uint8 (N,3,S,S): resize the short side to S, centre-crop."""
+def decode_image_files(paths, image_size: int) -> torch.Tensor:
+    """Decode image files as uint8 (N,3,S,S): resize the short side to S, centre-crop. On the
+    job's torch threads (`threads:`): Pillow's decoder and torch's resize release the GIL."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
     from torchvision.transforms.v2 import functional as TF
 
+    def decode(path) -> torch.Tensor:
+        return TF.center_crop(TF.resize(read_rgb(path), image_size, antialias=True), [image_size, image_size])
+
     out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
-    for i, path in enumerate(paths):
-        tensor = TF.resize(read_rgb(path), image_size, antialias=True)
-        out[i] = TF.center_crop(tensor, [image_size, image_size])
+    workers = min(torch.get_num_threads(), max(1, len(paths) // 64))
+    if workers <= 1:
+        for i, path in enumerate(paths):
+            out[i] = decode(path)
+        return out
+    with ThreadPoolExecutor(workers) as pool:
+        for i, tensor in enumerate(pool.map(decode, paths)):
+            out[i] = tensor
     return out
+
+
+def load_image_files(paths, image_size: int) -> torch.Tensor:
+    """Image files as uint8 (N,3,S,S) (see `decode_image_files`), read back from the decoded-pixel
+    store when an earlier job decoded the same files at this size (`detdistill.pixel_cache`)."""
+    from . import pixel_cache
+
+    return pixel_cache.load(paths, image_size, lambda names: decode_image_files(names, image_size))
 
 
 # --------------------------------------------------------------------------- paper datasets
@@ -431,19 +451,38 @@ def _check_manifest(manifest: pd.DataFrame) -> None:
         raise DataError("duplicate image ids in the manifest")
 
 
+def _from_image_files(manifest: pd.DataFrame, source_cfg: dict) -> bool:
+    """Whether `load_images` reads these rows from image files (not from arrays)."""
+    kind = source_cfg["kind"]
+    return kind != "digits" and not (kind == "cifar10" and manifest.source.iloc[0].startswith(TORCHVISION_CIFAR10))
+
+
 def load_images(manifest: pd.DataFrame, source_cfg: dict, image_size: int) -> torch.Tensor:
     """uint8 (N,3,S,S) images for the manifest rows, in row order."""
-    kind = source_cfg["kind"]
-    if kind == "digits":
+    if _from_image_files(manifest, source_cfg):
+        return load_image_files(manifest.source.tolist(), image_size)
+    if source_cfg["kind"] == "digits":
         return load_digits_images(manifest.source.astype(int).to_numpy(), image_size)
-    if kind == "cifar10" and manifest.source.iloc[0].startswith(TORCHVISION_CIFAR10):
-        images = load_torchvision_cifar10(source_cfg["root"], manifest.source.tolist())
-        if image_size != images.shape[-1]:
-            from torchvision.transforms.v2 import functional as TF
+    images = load_torchvision_cifar10(source_cfg["root"], manifest.source.tolist())  # torchvision's CIFAR-10 files
+    if image_size != images.shape[-1]:
+        from torchvision.transforms.v2 import functional as TF
 
-            images = TF.resize(images, [image_size, image_size], antialias=True)
-        return images
-    return load_image_files(manifest.source.tolist(), image_size)
+        images = TF.resize(images, [image_size, image_size], antialias=True)
+    return images
+
+
+def image_chunks(frame: pd.DataFrame, source_cfg: dict, image_size: int, chunk_size: int) -> Iterator[torch.Tensor]:
+    """`load_images` of the frame's rows `chunk_size` at a time (the chunks of `row_chunks`), for
+    stages that never hold them all; image files come from the decoded-pixel store when a whole
+    load of the same rows put them there (detdistill.pixel_cache.chunks)."""
+    if frame.empty or not _from_image_files(frame, source_cfg):
+        for chunk in row_chunks(frame, chunk_size):
+            yield load_images(chunk, source_cfg, image_size)
+        return
+    from . import pixel_cache
+
+    yield from pixel_cache.chunks(frame.source.tolist(), image_size, chunk_size,
+                                  lambda names: decode_image_files(names, image_size))
 
 
 def class_names(manifest: pd.DataFrame) -> list[str]:

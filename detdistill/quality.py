@@ -148,12 +148,11 @@ class InceptionFID:
 
 
 # --------------------------------------------------------------------------- the stage
-def _features(frame: pd.DataFrame, load, judge_features, inception: InceptionFID | None, real: bool) -> np.ndarray:
-    """The judge's features of the frame's images, loaded `BATCH_SIZE` at a time (never all at
-    once); Inception's running statistics take the same batches on the way."""
+def _features(chunks, judge_features, inception: InceptionFID | None, real: bool) -> np.ndarray:
+    """The judge's features of a frame's images, from `chunks` (uint8 tensors of `BATCH_SIZE` rows:
+    never all at once); Inception's running statistics take the same batches on the way."""
     features = []
-    for chunk in data.row_chunks(frame, BATCH_SIZE):
-        images = load(chunk)
+    for images in chunks:
         features.append(judge_features(images))
         if inception:
             inception.update(images, real=real)
@@ -178,7 +177,7 @@ def set_quality(*, judge_path, manifest_path, set_paths, source_cfg: dict, image
         log.info("inception_fid left NaN: %s", inception_note)
 
     reference = reference_subsample(pd.read_parquet(manifest_path), reference_images, seed)
-    real_features = _features(reference, lambda chunk: data.load_images(chunk, source_cfg, image_size),
+    real_features = _features(data.image_chunks(reference, source_cfg, image_size, BATCH_SIZE),
                               judge_features, inception, real=True)
     # names the feature space in the table, so judge_fid is never read as an Inception FID
     judge_space = f"{judge.build_args['name']} width {judge.build_args['width']}, {real_features.shape[1]}-d penultimate"
@@ -187,7 +186,8 @@ def set_quality(*, judge_path, manifest_path, set_paths, source_cfg: dict, image
     rows = []
     for path in map(str, set_paths):
         set_frame = pd.read_parquet(path)
-        fake_features = _features(set_frame, lambda chunk: data.load_set_images(chunk, source_cfg, image_size),
+        fake_features = _features((data.load_set_images(chunk, source_cfg, image_size)
+                                   for chunk in data.row_chunks(set_frame, BATCH_SIZE)),
                                   judge_features, inception, real=False)
         judge_values = feature_metrics(real_features, fake_features, nearest_k, what=f"set {path}")
         row = {"method": set_frame.method.iloc[0], "images": len(set_frame), "reference_images": len(reference),

@@ -58,6 +58,7 @@ def setup(snakemake) -> logging.Logger:
     config's `device`; bad input ends the job with one line in its log."""
     import torch
 
+    from . import pixel_cache
     from .device import configure_device
 
     log_path = snakemake.log[0]
@@ -75,6 +76,8 @@ def setup(snakemake) -> logging.Logger:
     torch.set_num_threads(max(1, int(snakemake.threads)))
     logger = logging.getLogger("detdistill")
     logger.info("rule %s, wildcards %s, threads %s", snakemake.rule, dict(snakemake.wildcards), snakemake.threads)
+    store = {"folder": "results/pixel_cache", "min_images": 1000, **snakemake.config.get("pixel_cache", {})}
+    pixel_cache.configure(store["folder"], store["min_images"])
     requested = snakemake.config.get("device", "auto")
     device = configure_device(requested)
     if requested == "auto" and device.type == "cpu":

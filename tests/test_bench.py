@@ -82,3 +82,28 @@ def test_engine_profile_times_each_variant_and_writes_the_profile(tmp_path, monk
     text = out.with_suffix(".md").read_text()
     assert "| convnet | no augmentation, no CutMix |" in text and "top operations by self CPU time" in text
     assert "aten::" in text  # the profiler saw the training's operators
+
+
+def test_pixel_cache_bench_checks_bytes_and_projects_imagenette(tmp_path):
+    """`bench/pixel_cache.py --imagenette-like`: photo-shaped JPEGs made from a CIFAR-10-like tree,
+    every split decoded, stored and read back by a new process, and the per-image seconds
+    projected to ImageNette's split sizes."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        folder = tmp_path / "cifar" / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}.jpg")
+    out = tmp_path / "pc"
+    _run("pixel_cache.py", "--root", str(tmp_path / "cifar"), "--imagenette-like", "8", "--out", str(out), cwd=tmp_path)
+    report = json.loads((tmp_path / "pc.json").read_text())
+    assert [(row["split"], row["images"], row["image_size"]) for row in report["rows"]] == [("train", 8, 256), ("test", 3, 256)]
+    for row in report["rows"]:
+        assert row["stored_mib"] > 0 and row["later_jobs_read_s"] > 0
+        assert row["projected_imagenette_decode_s"] == round(row["decode_s"] / row["images"] * (9469 if row["split"] == "train" else 3925), 1)
+    assert "projected_imagenette_decode_s" in (tmp_path / "pc.md").read_text()

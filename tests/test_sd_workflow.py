@@ -52,6 +52,8 @@ def sd_run(tmp_path_factory):
     make_imagenette2(workdir / "data" / "imagenette2")
     small_train = {"epochs": 1, "batch_size": 16}
     overrides = {
+        # every load goes through the decoded-pixel store (the default skips requests of < 1,000 images)
+        "pixel_cache": {"min_images": 1},
         "datasets": {
             "imagenette": {
                 "source": {"classes": CLASSES},
@@ -119,6 +121,21 @@ def test_accuracy_table(sd_run):
     assert set(table.method) == {"random", "d4m", "conf", "sim", "conf_sim", "full"}
     assert set(table.model) == {"resnetap10", "convnet", "resnet18"}
     assert (table[table.method != "full"].epochs == 2).all()  # Minimax 2000 x epoch_scale
+
+
+def test_jobs_share_decoded_pixels(sd_run):
+    """Each set of files at a size is decoded by one job and read back by the later ones (the run
+    is `--cores 1`, so no two jobs miss the same entry at once)."""
+    entries = sorted(p.name for p in (sd_run / "results" / "pixel_cache").glob("*.safetensors"))
+    logs = "".join(p.read_text() for p in (sd_run / "logs").rglob("*.log"))
+    stored = [line for line in logs.splitlines() if "pixel cache: decoded" in line]
+    read = [line for line in logs.splitlines() if "pixel cache: read" in line]
+    assert len(stored) == len(entries) >= 3, (entries, stored)
+    # the training split at the dataset's size (detector, judge, full-data rows), the test split at
+    # the evaluations' load size (every evaluation job), the generator's size (latents)
+    assert {name.split("-")[0] for name in entries} >= {f"{DATASET_SIZE}px", "20px", f"{IMAGE_SIZE}px"}
+    assert len(read) >= 10, f"only {len(read)} loads read the store back"
+    assert "unreadable" not in logs
 
 
 def test_missing_weights_fail_before_any_job(tmp_path):

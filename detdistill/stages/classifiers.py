@@ -106,18 +106,24 @@ def _of_target(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return probs.gather(1, labels[:, None]).squeeze(1)
 
 
-def score_images(model_path, frame: pd.DataFrame, *, load_images=None, batch_size: int = SCORE_CHUNK) -> pd.DataFrame:
+def _png_chunks(frame: pd.DataFrame, batch_size: int):
+    for chunk in data.row_chunks(frame, batch_size):
+        yield data.load_png_images(chunk.image_path)
+
+
+def score_images(model_path, frame: pd.DataFrame, *, image_chunks=None, batch_size: int = SCORE_CHUNK) -> pd.DataFrame:
     """Add predicted, p_target and feature columns (detector view) to an image table. Images are
-    read `batch_size` rows at a time by `load_images(rows)` (default: the PNGs at `image_path`).
+    read `batch_size` rows at a time by `image_chunks(frame, batch_size)`, an iterator of uint8
+    tensors (default: the PNGs at `image_path`).
     A model saved with a temperature (detdistill.calibration) gives its temperature-scaled
     softmax as p_target, plus `p_target_raw` (T = 1) and the `temperature` it used."""
     from ..train import load_model, model_temperature, predict
 
-    load_images = load_images or (lambda rows: data.load_png_images(rows.image_path))
+    image_chunks = image_chunks or _png_chunks
     device = pick_device()
     model = load_model(model_path, device)
     temperature = model_temperature(model_path)
-    outs = [predict(model, load_images(chunk), device) for chunk in data.row_chunks(frame, batch_size)]
+    outs = [predict(model, images, device) for images in image_chunks(frame, batch_size)]
     logits = torch.cat([out["logits"] for out in outs])
     probs = _softmax(logits, temperature or 1.0)
     labels = data.label_tensor(frame)
@@ -139,7 +145,7 @@ def score_train_features(*, manifest_path, source_cfg: dict, image_size: int, de
     """The detector's view (prediction, target softmax, penultimate feature) of every *train* image,
     streamed in chunks: the space the herding and k-center baselines select in."""
     train = data.train_split(pd.read_parquet(manifest_path))
-    scored = score_images(detector_path, train, load_images=lambda rows: data.load_images(rows, source_cfg, image_size))
+    scored = score_images(detector_path, train, image_chunks=lambda rows, size: data.image_chunks(rows, source_cfg, image_size, size))
     io.write_parquet(scored[["image_id", "label", "predicted", "p_target", "feature"]], out_path)
     log.info("detector features of %d train images", len(scored))
 
@@ -171,7 +177,7 @@ def score_validation(*, manifest_path, source_cfg: dict, image_size: int, detect
     validation = manifest[manifest.split == VALIDATION_SPLIT].reset_index(drop=True)
     if validation.empty:
         raise data.DataError(f"{manifest_path} has no validation images: set `source.validation_fraction` above 0")
-    scored = score_images(detector_path, validation, load_images=lambda rows: data.load_images(rows, source_cfg, image_size))
+    scored = score_images(detector_path, validation, image_chunks=lambda rows, size: data.image_chunks(rows, source_cfg, image_size, size))
     kept = ["image_id", "label", "predicted", "p_target", *(c for c in ("p_target_raw", "temperature") if c in scored)]
     io.write_parquet(scored[kept], out_path)
     log.info("detector on %d validation images: median target softmax %.3f", len(scored), scored.p_target.median())

@@ -4,6 +4,7 @@ prototypes, the initial synthetic images and the candidates that replace defecti
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +68,10 @@ def encode_latents(*, manifest_path, source_cfg: dict, image_size: int, generato
     generator = _load_generator(generator_dir)
     train = data.train_split(pd.read_parquet(manifest_path))
     latents = []
-    for chunk in tqdm(list(data.row_chunks(train, batch_size)), desc="encode", mininterval=5):
+    chunks = data.image_chunks(train, source_cfg, image_size, batch_size)
+    for images in tqdm(chunks, total=math.ceil(len(train) / batch_size), desc="encode", mininterval=5):
         # uint8 in: both backends' encode convert to [0, 1] themselves (a float copy here was a second one)
-        latents.append(generator.encode(data.load_images(chunk, source_cfg, image_size)).float().cpu().numpy())
+        latents.append(generator.encode(images).float().cpu().numpy())
     stacked = np.concatenate(latents)
     frame = train[["image_id", "label", "class_name"]].copy()
     frame["latent"] = list(stacked.reshape(len(stacked), -1))
