@@ -173,3 +173,31 @@ def test_key_covers_what_changes_the_bytes(tmp_path):
     assert generator_identity(retrained) != generator_identity(GENERATOR)
     changed.append(GeneratedImageCache(tmp_path, retrained, SYNTHESIS, cpu).key(latent, shape, 1, 5))
     assert len({base, *changed}) == 1 + len(changed)
+
+
+def test_background_writer_finishes_every_write_and_raises_a_failed_one():
+    """The PNG writer thread of the generating stages: every submitted chunk is written by the end
+    of the block, at most `pending` wait at once, and a failed write stops the job."""
+    import threading
+    import time
+
+    from detdistill.stages.generation import _BackgroundWriter
+
+    written, most_waiting, lock = [], [0], threading.Lock()
+
+    def write(index):
+        time.sleep(0.01)
+        with lock:
+            written.append(index)
+
+    with _BackgroundWriter(pending=2) as writer:
+        for index in range(6):
+            writer.submit(write, index)
+            most_waiting[0] = max(most_waiting[0], len(writer.futures))
+    assert sorted(written) == list(range(6)) and most_waiting[0] <= 2
+
+    def fail(_):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"), _BackgroundWriter() as writer:
+        writer.submit(fail, 0)

@@ -126,6 +126,36 @@ def generate_chunks(generator, rows: pd.DataFrame, synthesis_cfg: dict, desc: st
         yield chunk, images
 
 
+class _BackgroundWriter:
+    """Runs one chunk's PNG writes on a thread while the next chunk is generated: encoding a
+    256 px PNG costs 15-30 ms of one core, ~30 s for 2,000 candidates, during which the GPU would
+    idle (on the H200 the candidates job made 13.9 images/s against the benchmark's 17.05 without
+    writes). At most `pending` chunks wait, so memory stays bounded; leaving the block waits for
+    every write and raises the first failure."""
+
+    def __init__(self, pending: int = 2):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="png-writer")
+        self.pending = pending
+        self.futures = []
+
+    def submit(self, function, *args) -> None:
+        while len(self.futures) >= self.pending:
+            self.futures.pop(0).result()
+        self.futures.append(self.pool.submit(function, *args))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            for future in self.futures:
+                future.result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _write_generated(generator_dir, rows: pd.DataFrame, names: list[str], synthesis_cfg: dict, folder: Path, desc: str,
                      cache_dir=None) -> CacheStats:
     """Write the rows' images as PNGs `folder / name`. With `cache_dir` (the dataset's image
@@ -142,12 +172,17 @@ def _write_generated(generator_dir, rows: pd.DataFrame, names: list[str], synthe
         todo = rows[~rows.cache_key.map(cache.has)].drop_duplicates("cache_key")
     if len(todo):
         generator = _load_generator(generator_dir, synthesis_cfg)
-        for chunk, images in generate_chunks(generator, todo, synthesis_cfg, desc):
+
+        def write(chunk: pd.DataFrame, images: torch.Tensor) -> None:
             for image, row in zip(images, chunk.itertuples()):
                 if cache is None:
                     io.write_png(image, folder / row.file_name)
                 else:
                     cache.put(row.cache_key, image)
+
+        with _BackgroundWriter() as writer:
+            for chunk, images in generate_chunks(generator, todo, synthesis_cfg, desc):
+                writer.submit(write, chunk, images.cpu())
     if cache is not None:
         for key, name in zip(rows.cache_key, rows.file_name):
             cache.copy_to(key, folder / name)
