@@ -2,11 +2,14 @@
 back by every later job that loads the same files at that size.
 
 Every training, scoring and evaluation job loads its real images as uint8 (N,3,S,S) tensors
-(`data.load_image_files`). Decoding and resizing a file costs ~0.7 ms (CIFAR-10's 32 px JPEGs to
-16 px on one core of the 2-core VM: ~1,500 images/s), so each job that read CIFAR-10's 50,000
-training JPEGs spent 30-40 s before its first step, and every evaluation job 6-7 s on the 10,000
-test JPEGs, again and again. The store keeps a request's decoded tensor as one safetensors file;
-reading it back takes well under a second.
+(`data.load_image_files`, `data.image_chunks`). Decoding and resizing costs ~0.25 ms per CIFAR-10
+JPEG and ~3.3 ms per photo-sized one (500 x 375 to 256 px) on one core of the 2-core VM
+(bench/pixel_cache.py), so each job that read CIFAR-10's 50,000 training JPEGs spent 12-13 s
+before its first step, every evaluation job 2.5 s on the 10,000 test JPEGs, and at ImageNette's
+size ~31 s and ~7 s (projected), again and again. The store keeps a request's decoded tensor as
+one safetensors file; reading it back takes well under a second. Streamed loads (latents,
+detector features, set quality) read an entry chunk by chunk, and store one as they decode when
+they ask for the files in the entry's order.
 
 An entry is keyed by the SHA-256 of the requested files' paths, sizes and modification times
 (sorted, duplicates dropped), the image size, and the versions of the code that decodes
@@ -25,10 +28,12 @@ decoded again and replaced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -118,6 +123,72 @@ def _rows(pixels: np.ndarray, unique: list[str], names: list[str], position: dic
     return torch.from_numpy(pixels[np.array([position[name] for name in names], dtype=np.int64)])
 
 
+class _EntryWriter:
+    """Writes an entry as its rows arrive (a safetensors file: one uint8 tensor `pixels`), so a
+    streamed load can store what it decodes without holding it all, and a whole load without a
+    second copy in memory (the safetensors library serializes a whole file in memory, it has no
+    streaming writer). Rows go to a hidden temporary file beside the entry, renamed onto it by
+    `commit` once all are written; a failed write (a full disk) abandons the entry with one
+    warning and never stops the job: the store only saves time."""
+
+    def __init__(self, entry: Path, unique: list[str], image_size: int):
+        self.entry, self.count, self.image_size = entry, len(unique), int(image_size)
+        self.rows, self.file, self.tmp = 0, None, None
+        metadata = {"format": str(PIXEL_CACHE_FORMAT), "image_size": str(self.image_size),
+                    "images": str(self.count), "first": unique[0], "last": unique[-1]}
+        shape = [self.count, 3, self.image_size, self.image_size]
+        header = {"__metadata__": metadata, "pixels": {"dtype": "U8", "shape": shape, "data_offsets": [0, int(np.prod(shape))]}}
+        text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+        text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.tmp-")
+            self.file = os.fdopen(fd, "wb")
+            self.file.write(len(text).to_bytes(8, "little") + text)
+        except OSError as exc:
+            self._abandon(exc)
+
+    def write(self, images: torch.Tensor) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write(images.contiguous().numpy().data)
+            self.rows += len(images)
+        except OSError as exc:
+            self._abandon(exc)
+
+    def commit(self) -> bool:
+        """Rename the finished file onto the entry; False when it was abandoned."""
+        if self.file is None:
+            return False
+        if self.rows != self.count:
+            raise AssertionError(f"pixel cache: {self.rows} rows written for an entry of {self.count}")
+        try:
+            self.file.close()
+            # mkstemp makes the file 0600: give it what the umask gives a new file
+            os.chmod(self.tmp, 0o666 & ~io.current_umask())
+            os.replace(self.tmp, self.entry)
+        except OSError as exc:
+            self._abandon(exc)
+            return False
+        self.file = None
+        return True
+
+    def discard(self) -> None:
+        """Remove the temporary file unless committed (a job stopped mid-way)."""
+        with contextlib.suppress(OSError):
+            if self.file is not None:
+                self.file.close()
+        self.file = None
+        with contextlib.suppress(OSError):
+            if self.tmp and os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+
+    def _abandon(self, exc: OSError) -> None:
+        logger.warning("pixel cache: cannot store %s (%s); later jobs decode these images again", self.entry, exc)
+        self.discard()
+
+
 def load(paths: Sequence, image_size: int, decode: Callable[[list[str]], torch.Tensor]) -> torch.Tensor:
     """`decode(paths)` (uint8 (N,3,S,S), row i from paths[i]), served from the store when an
     earlier job decoded the same files at this size, stored for later jobs when not."""
@@ -132,31 +203,44 @@ def load(paths: Sequence, image_size: int, decode: Callable[[list[str]], torch.T
         return _rows(pixels, unique, names)
     start = time.perf_counter()
     decoded = decode(unique)
-    metadata = {"format": str(PIXEL_CACHE_FORMAT), "image_size": str(int(image_size)),
-                "images": str(len(unique)), "first": unique[0], "last": unique[-1]}
+    writer = _EntryWriter(entry, unique, image_size)
     try:
-        # owner=False: another job may be writing the same entry (the same bytes) right now
-        io.save_safetensors({"pixels": decoded}, entry, metadata=metadata, owner=False)
-        logger.info("pixel cache: decoded %d images at %d px in %.1f s, stored as %s",
-                    len(unique), image_size, time.perf_counter() - start, entry)
-    except OSError as exc:  # a full or read-only disk costs later jobs the decoding, nothing else
-        logger.warning("pixel cache: cannot store %s (%s); later jobs decode these images again", entry, exc)
+        writer.write(decoded)
+        if writer.commit():
+            logger.info("pixel cache: decoded %d images at %d px in %.1f s, stored as %s",
+                        len(unique), image_size, time.perf_counter() - start, entry)
+    finally:
+        writer.discard()
     return decoded if names == unique else _rows(decoded.numpy(), unique, names)
 
 
 def chunks(paths: Sequence, image_size: int, chunk_size: int,
            decode: Callable[[list[str]], torch.Tensor]) -> Iterator[torch.Tensor]:
     """`decode` of `paths` `chunk_size` at a time, for loaders that never hold them all: read from
-    the store's entry for all of `paths` when an earlier (whole) load made it, else decoded chunk
-    by chunk and not stored (storing would hold them all)."""
+    the store's entry when an earlier job made it; else decoded chunk by chunk, and stored as they
+    come when `paths` are in the entry's order (sorted, no repeats: a manifest's split is), so a
+    streamed job stores for the whole loads after it."""
     names = [str(p) for p in paths]
     found = _entry(names, image_size)
     pixels = None if found is None else _open(found[0], len(found[1]), image_size)
-    position = None
+    parts = [names[start:start + chunk_size] for start in range(0, len(names), chunk_size)]
     if pixels is not None:
         logger.info("pixel cache: reading %d images at %d px from %s, %d at a time",
                     len(found[1]), image_size, found[0], chunk_size)
         position = {name: i for i, name in enumerate(found[1])}
-    for start in range(0, len(names), chunk_size):
-        part = names[start:start + chunk_size]
-        yield decode(part) if pixels is None else _rows(pixels, found[1], part, position)
+        for part in parts:
+            yield _rows(pixels, found[1], part, position)
+        return
+    writer = _EntryWriter(found[0], found[1], image_size) if found is not None and names == found[1] else None
+    try:
+        for part in parts:
+            images = decode(part)
+            if writer is not None:
+                writer.write(images)
+            yield images
+        if writer is not None and writer.commit():
+            logger.info("pixel cache: decoded %d images at %d px %d at a time, stored as %s",
+                        len(names), image_size, chunk_size, found[0])
+    finally:
+        if writer is not None:
+            writer.discard()

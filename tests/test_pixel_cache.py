@@ -112,16 +112,54 @@ def test_threaded_decoding_gives_the_same_bytes(tmp_path):
     assert torch.equal(one, two)
 
 
-def test_streamed_loads_read_a_whole_loads_entry_and_store_nothing_themselves(tmp_path, store):
+def test_streamed_loads_read_and_store_entries_chunk_by_chunk(tmp_path, store):
+    from safetensors.torch import load_file
+
     paths = write_jpegs(tmp_path / "img", 7)
-    order = [paths[i] for i in (4, 0, 6, 2, 1, 5, 3)]
     decode, calls = counting_decoder(8)
-    expected = [data.decode_image_files(order[i:i + 3], 8) for i in (0, 3, 6)]
-    streamed = list(pixel_cache.chunks(order, 8, 3, decode))  # no entry yet: decoded chunk by chunk
-    assert [len(c) for c in calls] == [3, 3, 1] and not list(store.glob("*"))
-    assert all(torch.equal(a, b) for a, b in zip(streamed, expected, strict=True))
-    pixel_cache.load(paths, 8, decode)  # a whole load stores the entry
-    calls.clear()
+    # out of the entry's order: decoded chunk by chunk, nothing stored
+    order = [paths[i] for i in (4, 0, 6, 2, 1, 5, 3)]
     streamed = list(pixel_cache.chunks(order, 8, 3, decode))
-    assert not calls, "a streamed load decoded although the entry exists"
-    assert all(torch.equal(a, b) for a, b in zip(streamed, expected, strict=True))
+    assert [len(c) for c in calls] == [3, 3, 1] and not list(store.glob("*"))
+    assert torch.equal(torch.cat(streamed), data.decode_image_files(order, 8))
+    # in the entry's order (sorted, as a manifest's split): stored as the chunks come
+    calls.clear()
+    streamed = torch.cat(list(pixel_cache.chunks(paths, 8, 3, decode)))
+    assert [len(c) for c in calls] == [3, 3, 1]
+    (entry,) = store.glob("*.safetensors")
+    assert torch.equal(load_file(entry)["pixels"], streamed)  # a well-formed safetensors file
+    assert torch.equal(streamed, data.decode_image_files(paths, 8))
+    # a whole load and a streamed load in another order now read it
+    calls.clear()
+    assert torch.equal(pixel_cache.load(order, 8, decode), data.decode_image_files(order, 8))
+    again = list(pixel_cache.chunks(order, 8, 3, decode))
+    assert not calls, "a load decoded although the entry exists"
+    assert torch.equal(torch.cat(again), data.decode_image_files(order, 8))
+
+
+def test_a_streamed_load_stopped_early_leaves_no_entry(tmp_path, store):
+    paths = write_jpegs(tmp_path / "img", 7)
+    stream = pixel_cache.chunks(paths, 8, 3, counting_decoder(8)[0])
+    next(stream)
+    stream.close()  # the job stopped after its first chunk
+    assert not list(store.glob("*.safetensors")) and not list(store.glob(".*tmp-*"))
+
+
+def test_a_store_that_cannot_be_written_costs_only_time(tmp_path, store, caplog, monkeypatch):
+    paths = write_jpegs(tmp_path / "img", 5)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pixel_cache.tempfile, "mkstemp", full_disk)
+    with caplog.at_level(logging.WARNING, logger="detdistill"):
+        assert torch.equal(data.load_image_files(paths, 8), data.decode_image_files(paths, 8))
+        assert torch.equal(torch.cat(list(data.image_chunks(_frame(paths), {"kind": "imagefolder"}, 8, 2))),
+                           data.decode_image_files(paths, 8))
+    assert caplog.text.count("cannot store") == 2 and not list(store.glob("*.safetensors"))
+
+
+def _frame(paths):
+    import pandas as pd
+
+    return pd.DataFrame({"source": paths})
