@@ -6,7 +6,8 @@
 #     bash bench/device_checks.sh [SECONDS] [PARTS]
 #
 # SECONDS: the whole script's budget (default 585). PARTS, comma-separated, run in this order:
-#   engine     bench/engine_profile.py: where an IPC-10 training step goes (~1 min)
+#   engine     bench/engine_profile.py: where an IPC-10 training step goes, tensor operations per
+#              step, the kornia pipeline compiled (~2-3 min)
 #   sd         bench/sd_img2img_speed.py at the workflow's settings (~2 min)
 #   rehearsal  bench/rehearsal.py with the time left; REHEARSAL_ARGS adds flags, e.g.
 #              "--cores 8 --gpus 4 --skip-calibration" to finish inside one call (jobs then overlap)
@@ -28,7 +29,7 @@ nvidia-smi -L | tee "$out/nvidia_smi.txt"
 "$python" -c 'import torch, diffusers, kornia, snakemake; print("torch", torch.__version__, "diffusers", diffusers.__version__, "kornia", kornia.__version__, "snakemake", snakemake.__version__)'
 
 case ",$parts," in *,engine,*)
-    timeout 150 "$python" bench/engine_profile.py --out "$out/engine_profile.json" 2>&1 | grep -v "it/s" | tee "$out/engine_profile.log" ;;
+    timeout 240 "$python" bench/engine_profile.py --out "$out/engine_profile.json" 2>&1 | grep -v "it/s" | tee "$out/engine_profile.log" ;;
 esac
 
 case ",$parts," in *,sd,*)

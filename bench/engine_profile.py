@@ -73,6 +73,30 @@ def step_ms(name, images, labels, cfg, crop, width, device, short: int, long: in
     return 1000 * (t_long - t_short) / ((long - short) * steps_per_epoch)
 
 
+def ops_per_step(name, images, labels, cfg, crop, width, device, short: int, long: int) -> float:
+    """Tensor operations dispatched per optimizer step of one run (the long training's count less
+    the short one's, over the steps between): a device-independent measure of host work, since on
+    a GPU each is at least one kernel launch from the host (CPU-side parameter draws included)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    for epochs in (short, long):
+        models = _models(name, [0], crop, width)
+        Count.calls = 0
+        with Count():
+            train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, stack="off")
+        counts.append(Count.calls)
+    steps_per_epoch = -(-len(images) // min(cfg.batch_size, len(images)))
+    return (counts[1] - counts[0]) / ((long - short) * steps_per_epoch)
+
+
 def call_ms(fn, device, repeats: int) -> float:
     fn()
     _sync(device)
@@ -112,6 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile-epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--out", type=Path, help="JSON result; the markdown goes beside it (.md)")
+    parser.add_argument("--no-compiled-augment", dest="compiled_augment", action="store_false",
+                        help="skip timing the kornia pipeline through torch.compile (its compilation takes 30-60 s)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,8 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
         for variant, change in VARIANTS.items():
             cfg = TrainConfig.from_dict({**base, **change})
             ms = step_ms(name, images, labels, cfg, crop, width, device, short, long)
-            steps.append({"model": name, "variant": variant, "ms_per_step": round(ms, 2)})
-            print(f"{name:12s} {variant:28s} {ms:8.2f} ms per step", flush=True)
+            ops = ops_per_step(name, images, labels, cfg, crop, width, device, 1, 2)
+            steps.append({"model": name, "variant": variant, "ms_per_step": round(ms, 2), "ops_per_step": round(ops)})
+            print(f"{name:12s} {variant:28s} {ms:8.2f} ms per step, {ops:6.0f} tensor operations", flush=True)
 
     cfg = TrainConfig.from_dict(base)
     batch = images[: cfg.batch_size].to(device).float() / 255
@@ -149,6 +176,22 @@ def main(argv: list[str] | None = None) -> dict:
         "kornia pipeline without jitter": call_ms(lambda: jitterless(batch), device, repeats),
         "CutMix": call_ms(lambda: cutmix(cropped, batch_labels), device, repeats),
     }
+    if args.compiled_augment:
+        # the same pipeline through torch.compile (eager RNG semantics: fallback_random), timed
+        # after its compilation; a failure is recorded, not fatal
+        import torch._inductor.config as inductor_config
+
+        inductor_config.fallback_random = True
+        compiled = torch.compile(augment)
+        try:
+            start = time.perf_counter()
+            compiled(batch)
+            _sync(device)
+            parts["compile of the kornia pipeline (s, once)"] = time.perf_counter() - start
+            parts["kornia pipeline, compiled"] = call_ms(lambda: compiled(batch), device, repeats)
+        except Exception as exc:  # a measurement, not the workflow: recorded, and the rest goes on
+            print(f"compiled augmentation failed: {type(exc).__name__}: {exc}", flush=True)
+            parts["kornia pipeline, compiled (failed)"] = float("nan")
     for part, ms in parts.items():
         print(f"{part:40s} {ms:8.2f} ms per call of {len(batch)} images", flush=True)
 
@@ -171,8 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
         lines = [f"# Engine step profile: {report['device']}", "",
                  f"`{report['command']}` ({report['date']}; torch {report['torch']}, kornia {report['kornia']}); "
                  f"{args.images} images at {crop} px from {load}, batch {cfg.batch_size}, one run, ms per step from "
-                 f"{long} - {short} epochs.", "", "| model | variant | ms per step |", "|---|---|---|"]
-        lines += [f"| {s['model']} | {s['variant']} | {s['ms_per_step']:.2f} |" for s in steps]
+                 f"{long} - {short} epochs.", "", "| model | variant | ms per step | tensor operations per step |", "|---|---|---|---|"]
+        lines += [f"| {s['model']} | {s['variant']} | {s['ms_per_step']:.2f} | {s['ops_per_step']} |" for s in steps]
         lines += ["", "| part, alone | ms per call |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in parts.items()]
         for title, table in tables.items():

@@ -61,7 +61,7 @@ def read_in_new_process(frame, source_cfg: dict, size: int, store: Path):
                 "seconds = time.perf_counter() - start; torch.save({'images': images, 'seconds': seconds}, sys.argv[7])")
         subprocess.run([sys.executable, "-c", code, str(REPO), str(rows), json.dumps(source_cfg), str(store), str(size),
                         str(torch.get_num_threads()), str(out)], check=True)
-        result = torch.load(out)
+        result = torch.load(out, weights_only=True)
     return result["images"], result["seconds"]
 
 

@@ -95,6 +95,24 @@ def test_augmentation_draws_per_image_and_is_seeded():
     assert torch.allclose(centre(batch), batch[:, :, 8:24, 8:24], atol=1e-5)
 
 
+@pytest.mark.parametrize("color_jitter", [0.0, 0.4])
+def test_augmentation_is_korniasequential_pipeline_draw_for_draw(color_jitter):
+    """The engine calls the kornia modules in turn (less host work per batch); its draws and images
+    are those of the same modules in K.AugmentationSequential, the container it replaced."""
+    import kornia.augmentation as K
+
+    aug = build_augment(32, crop_scale=(0.3, 1.0), crop_size=24, color_jitter=color_jitter, flip=True)
+    steps = [K.RandomResizedCrop((24, 24), scale=(0.3, 1.0), cropping_mode="resample")]
+    steps += [K.ColorJitter(color_jitter, color_jitter, color_jitter, p=1.0)] if color_jitter else []
+    container = K.AugmentationSequential(*steps, K.RandomHorizontalFlip())
+    batch = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for seed in range(3):
+        torch.manual_seed(seed)
+        ours = aug(batch)
+        torch.manual_seed(seed)
+        assert torch.equal(ours, container(batch).clamp_(0, 1))
+
+
 def test_stacking_policy():
     assert use_stacking("auto", torch.device("cpu"), 3) is False  # measured slower on CPU
     assert use_stacking("auto", torch.device("cuda"), 3) is False  # and on an H200
