@@ -139,9 +139,8 @@ def write_png(image, path, owner: bool = True) -> None:
         image.save(tmp, format="PNG")
 
 
-def save_safetensors(tensors: dict, path, metadata: dict | None = None, owner: bool = True) -> None:
-    """Write tensors (and string metadata) as safetensors, the same bytes for the same content
-    (`owner`: see atomic_path).
+def save_safetensors(tensors: dict, path, metadata: dict | None = None) -> None:
+    """Write tensors (and string metadata) as safetensors, the same bytes for the same content.
 
     safetensors (0.8) writes the metadata in the order of a Rust HashMap, which changes from one
     map to the next: with two or more keys, equal models gave different files (a SLURM run and a
@@ -159,5 +158,5 @@ def save_safetensors(tensors: dict, path, metadata: dict | None = None, owner: b
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     if len(text) > size:
         raise AssertionError(f"safetensors header for {path} grew when sorted ({len(text)} > {size} bytes)")
-    with atomic_path(path, owner) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data[:8] + text.ljust(size) + data[8 + size:])
