@@ -29,7 +29,8 @@ def lighting(batch: torch.Tensor, alphastd: float) -> torch.Tensor:
     eigval = torch.tensor(IMAGENET_EIGVAL)
     eigvec = torch.tensor(IMAGENET_EIGVEC)
     offset = (alpha * eigval) @ eigvec.T  # (B, 3): row i = sum_j eigvec[:, j] * alpha_ij * eigval_j
-    return batch + offset.to(batch.device, batch.dtype)[:, :, None, None]
+    # non_blocking: a blocking copy would wait for every kernel queued on the device (see train.py)
+    return batch + offset.to(batch.device, batch.dtype, non_blocking=True)[:, :, None, None]
 
 
 def build_augment(image_size: int, *, crop_scale, crop_size, color_jitter: float, flip: bool, lighting_std: float = 0.0):

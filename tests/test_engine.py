@@ -2,6 +2,7 @@
 one by one, each run keeps its own randomness, the batched augmentation draws per image, and the
 engine reaches the accuracy of the loop it replaced (bench/reference_train.py) within seed noise."""
 
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -209,3 +210,23 @@ def test_stacked_batch_norm_runs_in_float32_under_autocast(monkeypatch):
     assert norm.running_mean.dtype == torch.float32 and torch.equal(norm.running_mean, reference.running_mean)
     assert norm(x).dtype == torch.float32 and seen[-1] == torch.float32
     assert norm.double()(x.double()).dtype == torch.float64 and seen[-1] == torch.float64
+
+
+def test_losses_read_back_at_log_points_fill_every_epoch():
+    """The engine reads the per-epoch losses back from the device only at log points (every
+    epochs / 20) and at the end: every epoch still gets its history row, in order, and each logged
+    line shows the loss of the epoch it names, per run."""
+    images, labels = _images()
+    cfg = TrainConfig.from_dict({**CFG, "epochs": 45, "lighting": 0.1})  # log every 2nd epoch, and the 45th
+    lines = []
+    histories = train_classifiers(_models("convnet", [0, 1]), [0, 1], images, labels, cfg, CPU, stack="off", log=lines.append)
+    for history in histories:
+        assert [row["epoch"] for row in history] == list(range(1, 46))
+        assert all(math.isfinite(row["loss"]) and row["lr"] > 0 for row in history)
+    logged = [line for line in lines if " epoch " in line]
+    assert len(logged) == 2 * 23  # per run: epochs 2, 4, ..., 44 and 45
+    for line in logged:
+        run = 0 if "seeds [0]" in line else 1
+        epoch = int(line.split(" epoch ")[1].split("/")[0])
+        loss = float(line.split(" loss ")[1].split()[0])
+        assert loss == pytest.approx(histories[run][epoch - 1]["loss"], abs=5e-5)
