@@ -332,7 +332,7 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
     def unlabeled_views(run: _Run) -> torch.Tensor:
         """Two augmentations of the run's next unlabeled batch, stacked: (2B, 3, h, w)."""
         torch.set_rng_state(run.rng_state)
-        x = to_float(unlabeled[torch.randint(len(unlabeled), (batch_size,)).to(device)])
+        x = to_float(unlabeled[torch.randint(len(unlabeled), (batch_size,)).to(device, non_blocking=True)])
         views = torch.cat([augment(x), augment(x)]) if augment is not None else torch.cat([x, x])
         run.rng_state = torch.get_rng_state()
         return views
