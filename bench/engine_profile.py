@@ -26,6 +26,7 @@ import argparse
 import datetime
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,29 @@ VARIANTS = {
     "protocol": {},
     "no colour jitter": {"color_jitter": 0.0},
     "no augmentation, no CutMix": {"crop_scale": None, "color_jitter": 0.0, "flip": False, "cutmix_alpha": 0.0},
+    # the engine's `train.compile` (torch.compile of the model's forward; AOTAutograd compiles the
+    # backward too), plain and replayed as CUDA graphs: the full protocol, augmentation and
+    # optimizer left eager
+    "model compiled": {"compile": True},
+    "model compiled, CUDA graphs": {"compile": "cuda-graphs"},
 }
+#: what runs without --variants: the eager engine's protocol and what it is without (no compilation)
+DEFAULT_VARIANTS = ["protocol", "no colour jitter", "no augmentation, no CutMix"]
+
+
+def _parse_variants(text: str) -> list[str]:
+    """Comma-separated variant names, in the order given; a name may itself hold a comma, so the
+    longest known name at each position wins."""
+    parts, chosen = [p.strip() for p in text.split(",")], []
+    while parts:
+        for n in range(len(parts), 0, -1):
+            if ", ".join(parts[:n]) in VARIANTS:
+                chosen.append(", ".join(parts[:n]))
+                parts = parts[n:]
+                break
+        else:
+            raise ValueError(f"--variants: unknown {parts[0]!r}; choose from: {'; '.join(VARIANTS)}")
+    return chosen
 
 
 def _sync(device: torch.device) -> None:
@@ -136,6 +159,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile-epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--out", type=Path, help="JSON result; the markdown goes beside it (.md)")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"comma-separated, of: {'; '.join(VARIANTS)} (names may hold commas: matched whole)")
+    parser.add_argument("--no-parts", dest="parts", action="store_false",
+                        help="skip timing the kornia pipeline and CutMix alone")
+    parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiler table")
     parser.add_argument("--no-compiled-augment", dest="compiled_augment", action="store_false",
                         help="skip timing the kornia pipeline through torch.compile (its compilation takes 30-60 s)")
     args = parser.parse_args(argv)
@@ -152,14 +180,23 @@ def main(argv: list[str] | None = None) -> dict:
     base = {**train_cfg, "crop_size": crop}
     models = args.models.split(",")
 
+    try:
+        variants = _parse_variants(args.variants)
+    except ValueError as exc:
+        parser.error(str(exc))
     steps = []
     for name in models:
-        for variant, change in VARIANTS.items():
-            cfg = TrainConfig.from_dict({**base, **change})
+        for variant in variants:
+            cfg = TrainConfig.from_dict({**base, **VARIANTS[variant]})
+            start = time.perf_counter()
             ms = step_ms(name, images, labels, cfg, crop, width, device, short, long)
-            ops = ops_per_step(name, images, labels, cfg, crop, width, device, 1, 2)
-            steps.append({"model": name, "variant": variant, "ms_per_step": round(ms, 2), "ops_per_step": round(ops)})
-            print(f"{name:12s} {variant:28s} {ms:8.2f} ms per step, {ops:6.0f} tensor operations", flush=True)
+            seconds = time.perf_counter() - start
+            # a compiled step's operations run inside generated kernels, not the dispatcher: not counted
+            ops = None if cfg.compile else round(ops_per_step(name, images, labels, cfg, crop, width, device, 1, 2))
+            steps.append({"model": name, "variant": variant, "ms_per_step": round(ms, 2), "ops_per_step": ops,
+                          "seconds_with_warm_up": round(seconds, 1)})
+            print(f"{name:12s} {variant:28s} {ms:8.2f} ms per step, {ops if ops is not None else '-':>6} tensor "
+                  f"operations ({seconds:.0f} s with the warm-up)", flush=True)
 
     cfg = TrainConfig.from_dict(base)
     batch = images[: cfg.batch_size].to(device).float() / 255
@@ -175,8 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
         "kornia pipeline (crop, jitter, flip)": call_ms(lambda: augment(batch), device, repeats),
         "kornia pipeline without jitter": call_ms(lambda: jitterless(batch), device, repeats),
         "CutMix": call_ms(lambda: cutmix(cropped, batch_labels), device, repeats),
-    }
-    if args.compiled_augment:
+    } if args.parts else {}
+    if args.parts and args.compiled_augment:
         # the same pipeline through torch.compile (eager RNG semantics: fallback_random), timed
         # after its compilation; a failure is recorded, not fatal
         import torch._inductor.config as inductor_config
@@ -196,9 +233,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{part:40s} {ms:8.2f} ms per call of {len(batch)} images", flush=True)
 
     tables = profile_table(args.profile_model, images, labels, cfg, crop, width, device,
-                           1 if args.tiny else args.profile_epochs, 15)
+                           1 if args.tiny else args.profile_epochs, 15) if args.profile else {}
     report = {
-        "command": " ".join(["python", "bench/engine_profile.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "bench/engine_profile.py", *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.date.today().isoformat(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda"
         else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
@@ -215,9 +252,10 @@ def main(argv: list[str] | None = None) -> dict:
                  f"`{report['command']}` ({report['date']}; torch {report['torch']}, kornia {report['kornia']}); "
                  f"{args.images} images at {crop} px from {load}, batch {cfg.batch_size}, one run, ms per step from "
                  f"{long} - {short} epochs.", "", "| model | variant | ms per step | tensor operations per step |", "|---|---|---|---|"]
-        lines += [f"| {s['model']} | {s['variant']} | {s['ms_per_step']:.2f} | {s['ops_per_step']} |" for s in steps]
-        lines += ["", "| part, alone | ms per call |", "|---|---|"]
-        lines += [f"| {k} | {v:.2f} |" for k, v in parts.items()]
+        lines += [f"| {s['model']} | {s['variant']} | {s['ms_per_step']:.2f} | {s['ops_per_step'] or '-'} |" for s in steps]
+        if parts:
+            lines += ["", "| part, alone | ms per call |", "|---|---|"]
+            lines += [f"| {k} | {v:.2f} |" for k, v in parts.items()]
         for title, table in tables.items():
             lines += ["", f"## {args.profile_model}: top operations by {title} time", "", "```", table, "```"]
         args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from conftest import REPO
 
@@ -64,18 +65,24 @@ def test_trust_per_class_reads_each_arm_and_refuses_one_without_truth(tmp_path):
 
 
 def test_engine_profile_times_each_variant_and_writes_the_profile(tmp_path, monkeypatch):
-    """bench/engine_profile.py at --tiny size on the CPU: a step time per model and protocol variant
-    and protocol variant, the parts alone, and the
-    profiler's table in the markdown."""
+    """bench/engine_profile.py at --tiny size on the CPU: a step time per model and protocol variant,
+    the parts alone, and the profiler's table in the markdown; variant names that hold a comma are
+    parsed whole, in the order asked."""
     import json
 
     monkeypatch.syspath_prepend(str(REPO / "bench"))
-    from engine_profile import VARIANTS, main
+    from engine_profile import DEFAULT_VARIANTS, _parse_variants, main
+
+    assert _parse_variants("model compiled, CUDA graphs,protocol,no augmentation, no CutMix") == [
+        "model compiled, CUDA graphs", "protocol", "no augmentation, no CutMix"]
+    assert _parse_variants("model compiled") == ["model compiled"]  # not the CUDA-graph variant's prefix alone
+    with pytest.raises(ValueError, match="unknown 'no CutMix'"):
+        _parse_variants("protocol,no CutMix")
 
     out = tmp_path / "profile.json"
     report = main(["--tiny", "--device", "cpu", "--threads", "1", "--models", "convnet", "--profile-model", "convnet",
                    "--no-compiled-augment", "--out", str(out)])
-    assert [(s["model"], s["variant"]) for s in report["steps"]] == [("convnet", v) for v in VARIANTS]
+    assert [(s["model"], s["variant"]) for s in report["steps"]] == [("convnet", v) for v in DEFAULT_VARIANTS]
     assert all(isinstance(s["ms_per_step"], float) for s in report["steps"])  # no timing is asserted
     # host work: the protocol's augmentation and CutMix add tensor operations to every step
     ops = {s["variant"]: s["ops_per_step"] for s in report["steps"]}

@@ -190,6 +190,30 @@ def test_compiled_stacked_runs_match_eager():
         assert [h["loss"] for h in b] == pytest.approx([h["loss"] for h in a], rel=1e-4)
 
 
+def test_cuda_graph_compilation_trains_the_eager_runs(monkeypatch):
+    """`train.compile: cuda-graphs` compiles the forward in torch.compile's reduce-overhead mode
+    (CUDA graphs; plain compilation on the CPU), marks each step's start for the graphs' output
+    buffers, and trains the same runs as eager; an unknown value names the key and the choices."""
+    import detdistill.train as train
+
+    modes, marks = [], []
+    original = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: modes.append(mode) or original(fn, mode=mode))
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    images, labels = _images()
+    cfg = {**CFG, "epochs": 2}
+    eager = train_classifiers(_models("convnet", [0]), [0], images, labels, TrainConfig.from_dict(cfg), CPU, stack="off")
+    graphed = train_classifiers(_models("convnet", [0]), [0], images, labels,
+                                TrainConfig.from_dict({**cfg, "compile": "cuda-graphs"}), CPU, stack="off")
+    assert modes == ["reduce-overhead"]
+    steps = 2 * -(-len(images) // CFG["batch_size"])
+    assert len(marks) == steps  # one per optimizer step, none on the eager run
+    assert [h["loss"] for h in graphed[0]] == pytest.approx([h["loss"] for h in eager[0]], rel=1e-4)
+    assert train.COMPILE_MODES[True] == "default" and train.COMPILE_MODES[False] is None
+    with pytest.raises(ValueError, match=r"train.compile='graphs'; choose one of \[False, True, 'cuda-graphs'\]"):
+        TrainConfig.from_dict({**CFG, "compile": "graphs"})
+
+
 def test_stacked_batch_norm_runs_in_float32_under_autocast(monkeypatch):
     """The stacked step's batch norm takes a float32 input under bf16 autocast (the CUDA kernels
     under vmap reject bf16 inputs with float32 running statistics in the backward pass, seen on an
