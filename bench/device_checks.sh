@@ -5,12 +5,14 @@
 #
 #     bash bench/device_checks.sh [SECONDS] [PARTS]
 #
-# SECONDS: the whole script's budget (default 585). PARTS, comma-separated, run in this order:
+# SECONDS: the whole script's budget (default 585). PARTS, comma-separated, run in the order given
+# (the rehearsal's deadline keeps ENGINE_SECONDS, default 150, for a later engine part and 120 s for a later sd part):
 #   engine     bench/engine_profile.py: where an IPC-10 training step goes, tensor operations per
 #              step, the kornia pipeline compiled (~2-3 min)
 #   sd         bench/sd_img2img_speed.py at the workflow's settings (~2 min)
 #   rehearsal  bench/rehearsal.py with the time left; REHEARSAL_ARGS adds flags, e.g.
-#              "--cores 8 --gpus 4 --skip-calibration" to finish inside one call (jobs then overlap)
+#              "--cores 12 --gpus 6 --skip-calibration" to finish inside one call (jobs then overlap;
+#              37 of 38 jobs in 399 s on an H200), "--train-compile cuda-graphs" for the CUDA-graph engine
 # Default: sd,rehearsal (the 2026-12-04 run).
 set -u
 budget=${1:-585}
@@ -28,21 +30,30 @@ python=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo pyth
 nvidia-smi -L | tee "$out/nvidia_smi.txt"
 "$python" -c 'import torch, diffusers, kornia, snakemake; print("torch", torch.__version__, "diffusers", diffusers.__version__, "kornia", kornia.__version__, "snakemake", snakemake.__version__)'
 
-case ",$parts," in *,engine,*)
-    timeout 240 "$python" bench/engine_profile.py --out "$out/engine_profile.json" 2>&1 | grep -v "it/s" | tee "$out/engine_profile.log" ;;
-esac
-
-case ",$parts," in *,sd,*)
-    # a whole job's candidates as config/imagenette.yaml makes them: fp16, channels-last, chunks of
-    # 100 across defective images; the fp32 batch-1 loop on a few images for the speed-up
-    timeout 120 "$python" bench/sd_img2img_speed.py --prototypes 5 --batch 100 --channels-last --repeats 3 \
-        --reference-images 3 --out "$out/sd_img2img_job.json" 2>&1 | tee "$out/sd_img2img.log" ;;
-esac
-
-case ",$parts," in *,rehearsal,*)
-    left=$((budget - ($(date +%s) - started)))
-    echo "rehearsal: ${left} s left"
-    # shellcheck disable=SC2086  # REHEARSAL_ARGS is a list of flags
-    "$python" bench/rehearsal.py --deadline "$left" --out-dir "$out" --logs-archive "$out/rehearsal_logs.tar.gz" \
-        ${REHEARSAL_ARGS:-} 2>&1 | tee "$out/rehearsal.log" ;;
-esac
+# seconds each part needs at most; the rehearsal gets what the parts after it leave
+declare -A needs=([engine]=${ENGINE_SECONDS:-150} [sd]=120)
+left() { echo $((budget - ($(date +%s) - started))); }
+IFS=, read -r -a order <<<"$parts"
+for i in "${!order[@]}"; do
+    reserve=0
+    for later in "${order[@]:i+1}"; do reserve=$((reserve + ${needs[$later]:-0})); done
+    case ${order[$i]} in
+    engine)
+        # ENGINE_ARGS adds flags, e.g. "--models convnet,resnet18"
+        # shellcheck disable=SC2086
+        timeout "$(($(left) - reserve < 240 ? $(left) - reserve : 240))" "$python" bench/engine_profile.py \
+            --out "$out/engine_profile.json" ${ENGINE_ARGS:-} 2>&1 | grep -v "it/s" | tee "$out/engine_profile.log" ;;
+    sd)
+        # a whole job's candidates as config/imagenette.yaml makes them: fp16, channels-last, chunks of
+        # 100 across defective images; the fp32 batch-1 loop on a few images for the speed-up
+        timeout 120 "$python" bench/sd_img2img_speed.py --prototypes 5 --batch 100 --channels-last --repeats 3 \
+            --reference-images 3 --out "$out/sd_img2img_job.json" 2>&1 | tee "$out/sd_img2img.log" ;;
+    rehearsal)
+        deadline=$(($(left) - reserve))
+        echo "rehearsal: ${deadline} s (${reserve} s kept for the parts after it)"
+        # shellcheck disable=SC2086  # REHEARSAL_ARGS is a list of flags
+        "$python" bench/rehearsal.py --deadline "$deadline" --out-dir "$out" --logs-archive "$out/rehearsal_logs.tar.gz" \
+            ${REHEARSAL_ARGS:-} 2>&1 | tee "$out/rehearsal.log" ;;
+    *) echo "unknown part: ${order[$i]} (engine, sd or rehearsal)" >&2; exit 2 ;;
+    esac
+done

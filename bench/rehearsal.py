@@ -252,9 +252,15 @@ def gradcam_model_of(entry: dict) -> str:
     return entry.get("gradcam", {}).get("model", "convnet")
 
 
-def rehearsal_settings(paper: dict, data_root: Path, weights: Path, epoch_scale: float, tiny: bool) -> dict:
+#: --train-compile's words -> train.compile
+TRAIN_COMPILE = {"false": False, "true": True, "cuda-graphs": "cuda-graphs"}
+
+
+def rehearsal_settings(paper: dict, data_root: Path, weights: Path, epoch_scale: float, tiny: bool,
+                       train_compile: bool | str | None = None) -> dict:
     """The paper's settings on the rehearsal's data and weights, every training's epochs x scale
-    (at least MIN_EPOCHS, so the calibration's 1 epoch is a second, distinct point)."""
+    (at least MIN_EPOCHS, so the calibration's 1 epoch is a second, distinct point); with
+    `train_compile`, every training's `train.compile` (detector, judge, evaluation) set to it."""
     cfg = copy.deepcopy(paper)
     cfg["source"].update(root=str(data_root), classes_file=CLASSES_FILE, download=False)
     cfg["generator"]["model"] = str(weights)
@@ -263,6 +269,9 @@ def rehearsal_settings(paper: dict, data_root: Path, weights: Path, epoch_scale:
     evaluation = cfg["evaluation"]
     evaluation["epoch_scale"] = paper["evaluation"].get("epoch_scale", 1.0) * epoch_scale
     evaluation["full_epochs"] = max(MIN_EPOCHS, round(full_epochs(paper["evaluation"]) * epoch_scale))
+    if train_compile is not None:
+        for train in (cfg["detector"]["train"], cfg["judge"]["train"], evaluation.setdefault("train", {})):
+            train["compile"] = train_compile
     if tiny:
         wnids = class_table().wnid.tolist()[:TINY_CLASSES]
         cfg["source"]["classes"] = wnids
@@ -648,7 +657,8 @@ def markdown(report: dict) -> str:
         f"{report['dataset']['size']} px, {len(report['dataset']['wnids'])} classes (synthetic class-dependent pixels)",
         f"- generator: {'tiny SD-shaped' if report['tiny'] else 'SD-v1.5-shaped (UNet, VAE, CLIP text encoder)'} random weights "
         f"({report['generator']['dtype']}), character-level tokenizer",
-        f"- epoch scale: {report['epoch_scale']} of config/imagenette.yaml's epochs (at least {MIN_EPOCHS})",
+        f"- epoch scale: {report['epoch_scale']} of config/imagenette.yaml's epochs (at least {MIN_EPOCHS}); "
+        f"evaluation train.compile: {report['config'][DATASET]['evaluation'].get('train', {}).get('compile', False)}",
         f"- preparation (dataset and weights, cached when built before): {report['prepare_s']:.0f} s; calibration run: "
         + (f"{runs['calibration']['seconds']:.0f} s" if runs.get("calibration") else "skipped"),
         f"- rehearsal run (`{TARGET}`): **{t['rehearsal_run_s']:.0f} s ({t['rehearsal_run_s'] / 60:.1f} min)**"
@@ -720,6 +730,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--prepare-only", action="store_true", help="build the dataset, weights and config, then stop")
     ap.add_argument("--logs-archive", type=Path, default=None, help="also write the run's logs and benchmark files as a .tar.gz")
     ap.add_argument("--workers", type=int, default=None, help="processes writing the dataset (default: all cores)")
+    ap.add_argument("--train-compile", choices=list(TRAIN_COMPILE), default=None,
+                    help="train.compile for every training (default: config/imagenette.yaml's)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     started = time.perf_counter()
@@ -730,7 +742,8 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = build_dataset(workdir / f"imagenette2{suffix}", args.tiny, workers=args.workers)
     generator = build_generator(workdir / f"sd15-shaped{suffix}", args.tiny)
     paper = paper_settings()
-    settings = rehearsal_settings(paper, workdir / f"imagenette2{suffix}", workdir / f"sd15-shaped{suffix}", scale, args.tiny)
+    settings = rehearsal_settings(paper, workdir / f"imagenette2{suffix}", workdir / f"sd15-shaped{suffix}", scale, args.tiny,
+                                  None if args.train_compile is None else TRAIN_COMPILE[args.train_compile])
     calibration = calibration_settings(settings)
     run_dir = copy_workflow(workdir / "run")
     (run_dir / "rehearsal.yaml").write_text(yaml.safe_dump({"datasets": {DATASET: settings, CALIBRATION: calibration}}, sort_keys=False))

@@ -171,3 +171,29 @@ def test_epoch_seconds_time_each_run_after_its_first_epoch(monkeypatch, tmp_path
     log.write_text("2026-12-04 06:54:25,500 INFO detdistill: resnet18 epoch 1/1 loss 1.19 lr 0.01\n")
     assert epoch_seconds(log) is None
     assert epoch_seconds(tmp_path / "missing.log") is None
+
+
+def test_train_compile_reaches_every_training_and_passes_the_schema(monkeypatch, tmp_path):
+    """`--train-compile cuda-graphs` sets train.compile for the detector, the judge and the
+    evaluations of the rehearsal's config, which the workflow's schema accepts (and rejects a
+    wrong word); without it the paper config's value stays."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from detdistill.workflow import check_config
+
+    from rehearsal import DATASET, TRAIN_COMPILE, paper_settings, rehearsal_settings
+
+    paper = paper_settings()
+    graphs = rehearsal_settings(paper, tmp_path, tmp_path, 0.01, False, TRAIN_COMPILE["cuda-graphs"])
+    assert [graphs[r]["train"]["compile"] for r in ("detector", "judge")] == ["cuda-graphs"] * 2
+    assert graphs["evaluation"]["train"]["compile"] == "cuda-graphs"
+    def full_config(settings):  # the workflow's default config with the rehearsal's dataset added
+        config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+        config["datasets"][DATASET] = settings
+        return config
+
+    check_config(full_config(graphs), REPO / "config" / "schema.yaml")  # stops on a rejected key
+    plain = rehearsal_settings(paper, tmp_path, tmp_path, 0.01, False)
+    assert plain["evaluation"]["train"].get("compile") == paper["evaluation"]["train"].get("compile")
+    graphs["evaluation"]["train"]["compile"] = "graphs"
+    with pytest.raises(SystemExit):
+        check_config(full_config(graphs), REPO / "config" / "schema.yaml")
