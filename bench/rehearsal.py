@@ -58,6 +58,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))
+
+from detdistill.workflow import PEAK_GPU_PREFIX  # noqa: E402
 
 from stage_times import job_table  # noqa: E402
 
@@ -498,6 +501,24 @@ def epoch_seconds(log_path: Path) -> float | None:
     return sum(rates) if rates else None
 
 
+_PEAK_GPU_LINE = re.compile(re.escape(PEAK_GPU_PREFIX) + r" ([0-9.]+) MiB allocated, ([0-9.]+) MiB reserved")
+
+
+def peak_gpu_memory(logs: Path) -> list[dict]:
+    """Per rule, the largest peak of CUDA memory its jobs' logs report (torch's allocator; jobs
+    that never used CUDA log none), largest first: how many jobs fit on one card at once."""
+    peaks: dict[str, dict] = {}
+    for log_path in sorted(logs.glob("*/*.log")):
+        found = _PEAK_GPU_LINE.findall(log_path.read_text(errors="replace"))
+        if not found:
+            continue
+        allocated, reserved = (float(v) for v in found[-1])
+        rule = log_path.parent.name
+        if rule not in peaks or reserved > peaks[rule]["reserved_mib"]:
+            peaks[rule] = {"rule": rule, "job": log_path.stem, "allocated_mib": allocated, "reserved_mib": reserved}
+    return sorted(peaks.values(), key=lambda p: -p["reserved_mib"])
+
+
 #: the fields of a stage row, in the JSON's order
 STAGE_FIELDS = ["stage", "rule", "kind", "jobs", "wall_s", "images", "what", "images_per_s", "epochs", "paper_epochs",
                 "fixed_s_per_job", "fixed_method", "train_s", "train_images_per_s", "projected_s", "projection"]
@@ -600,7 +621,7 @@ def measure(workdir: Path, paper: dict, models: list[str], main_run: dict, seria
     if anomalies.is_file():
         table = pd.read_parquet(anomalies)
         flagged = {"flagged": int(table.defective.sum()), "initial_images": len(table)}
-    return {"stages": stages, "totals": totals, "flagged": flagged}
+    return {"stages": stages, "totals": totals, "flagged": flagged, "gpu_memory": peak_gpu_memory(workdir / "logs")}
 
 
 # --------------------------------------------------------------------------- 6. report
@@ -701,7 +722,12 @@ def markdown(report: dict) -> str:
         "",
     ]
     fits = [f"- {s['stage']}: {s['fixed_method']}" for s in report["stages"] if s["fixed_method"]]
-    return "\n".join([*head, "", *rows, "", *totals, "", *method, *fits, ""])
+    memory = []
+    if report.get("gpu_memory"):
+        memory = ["", "## Peak GPU memory per rule (its largest job; torch's caching allocator, MiB)", "",
+                  "| rule | job | allocated | reserved |", "|---|---|---|---|"]
+        memory += [f"| {m['rule']} | {m['job']} | {m['allocated_mib']:,.0f} | {m['reserved_mib']:,.0f} |" for m in report["gpu_memory"]]
+    return "\n".join([*head, "", *rows, "", *totals, "", *method, *fits, *memory, ""])
 
 
 def write_logs_archive(path: Path, workdir: Path) -> None:

@@ -36,6 +36,22 @@ def _user_error_hook(exc_type, exc, tb) -> None:
 PEAK_RSS_PREFIX = "peak RSS (kernel high-water mark):"
 
 
+#: the line a job that used CUDA logs at its end; bench/rehearsal.py reads it
+PEAK_GPU_PREFIX = "peak GPU memory (torch's allocator):"
+
+
+def peak_gpu_line() -> str | None:
+    """`PEAK_GPU_PREFIX` with the process's peak CUDA memory allocated and reserved by torch's
+    caching allocator (MiB), or None when the job never initialised CUDA: what decides how many
+    GPU jobs can share one card (`--resources gpu=N`)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    mib = 2**20
+    return (f"{PEAK_GPU_PREFIX} {torch.cuda.max_memory_allocated() / mib:.1f} MiB allocated, "
+            f"{torch.cuda.max_memory_reserved() / mib:.1f} MiB reserved")
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set in MiB, from the kernel: exact, unlike Snakemake's
     `benchmark:` max_rss, which samples every 30 s after a job's first 15 s and so can miss a
@@ -84,6 +100,7 @@ def setup(snakemake) -> logging.Logger:
         logger.info("no CUDA GPU visible: running on the CPU (config `device: auto`; `device: cuda` stops instead)")
     # registered after logging's own exit hook, so it runs first (atexit is last-in, first-out)
     atexit.register(lambda: logger.info("%s %.1f MiB", PEAK_RSS_PREFIX, peak_rss_mb()))
+    atexit.register(lambda: (line := peak_gpu_line()) and logger.info("%s", line))
     return logger
 
 

@@ -197,3 +197,32 @@ def test_train_compile_reaches_every_training_and_passes_the_schema(monkeypatch,
     graphs["evaluation"]["train"]["compile"] = "graphs"
     with pytest.raises(SystemExit):
         check_config(full_config(graphs), REPO / "config" / "schema.yaml")
+
+
+def test_peak_gpu_memory_is_logged_by_cuda_jobs_and_tabled_per_rule(monkeypatch, tmp_path):
+    """A job that initialised CUDA ends its log with its peak allocator memory; one that did not
+    logs nothing; the rehearsal reads the lines back and keeps each rule's largest job."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from detdistill.workflow import peak_gpu_line
+
+    from rehearsal import peak_gpu_memory
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert peak_gpu_line() is None
+    lines = {}
+    for job, (allocated, reserved) in {"a": (3, 5), "b": (7, 11)}.items():
+        monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+        monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda a=allocated: a * 2**20)
+        monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda r=reserved: r * 2**20)
+        lines[job] = peak_gpu_line()
+    for rule, job in (("evaluate", "a"), ("evaluate", "b"), ("generate_candidates", "a")):
+        (tmp_path / rule).mkdir(exist_ok=True)
+        (tmp_path / rule / f"x_{job}.log").write_text(f"2026-12-04 10:00:00,000 INFO detdistill: {lines[job]}\n")
+    (tmp_path / "prepare_data").mkdir()
+    (tmp_path / "prepare_data" / "x.log").write_text("no CUDA here\n")
+    assert peak_gpu_memory(tmp_path) == [
+        {"rule": "evaluate", "job": "x_b", "allocated_mib": 7.0, "reserved_mib": 11.0},
+        {"rule": "generate_candidates", "job": "x_a", "allocated_mib": 3.0, "reserved_mib": 5.0},
+    ]
