@@ -48,8 +48,11 @@ def peak_gpu_line() -> str | None:
     if torch is None or not torch.cuda.is_initialized():
         return None
     mib = 2**20
-    return (f"{PEAK_GPU_PREFIX} {torch.cuda.max_memory_allocated() / mib:.1f} MiB allocated, "
-            f"{torch.cuda.max_memory_reserved() / mib:.1f} MiB reserved")
+    try:
+        allocated, reserved = torch.cuda.max_memory_allocated() / mib, torch.cuda.max_memory_reserved() / mib
+    except RuntimeError:  # a job ending on a CUDA error: its own message says what went wrong
+        return None
+    return f"{PEAK_GPU_PREFIX} {allocated:.1f} MiB allocated, {reserved:.1f} MiB reserved"
 
 
 def peak_rss_mb() -> float:

@@ -216,6 +216,13 @@ def test_peak_gpu_memory_is_logged_by_cuda_jobs_and_tabled_per_rule(monkeypatch,
 
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     assert peak_gpu_line() is None
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+
+    def broken():
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", broken)
+    assert peak_gpu_line() is None  # no second traceback after the job's own error
     lines = {}
     for job, (allocated, reserved) in {"a": (3, 5), "b": (7, 11)}.items():
         monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
