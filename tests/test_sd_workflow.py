@@ -19,14 +19,16 @@ TRAIN_PER_CLASS, VAL_PER_CLASS, IPC = 12, 4, 10
 DATASET_SIZE = IMAGE_SIZE // 2
 
 
-def readme_gpu_command() -> list[str]:
-    """The README's one-GPU command for the ImageNette target, as printed (comment removed)."""
+def readme_gpu_commands() -> list[list[str]]:
+    """The README's GPU commands for the ImageNette target, as printed (comments removed): the
+    one-GPU command first, then the one that lets several GPU jobs share the card."""
     lines = [line.split("#")[0].strip() for line in (REPO / "README.md").read_text().splitlines()]
-    commands = [line for line in lines if "results/imagenette_ipc10.csv" in line and "--resources" in line]
-    assert len(commands) == 1, f"README: expected one GPU command for the ImageNette target, got {commands}"
-    words = shlex.split(commands[0])
-    assert words[0] == ".venv/bin/snakemake", words
-    return [*SNAKEMAKE, *words[1:]]
+    commands = [shlex.split(line) for line in lines if "results/imagenette_ipc10.csv" in line and "--resources" in line]
+    assert [c[-4:] for c in commands] == [["--cores", "1", "--resources", "gpu=1"], ["--cores", "12", "--resources", "gpu=6"]], (
+        f"README: expected the one-GPU command and the shared-card one for the ImageNette target, got {commands}")
+    for words in commands:
+        assert words[0] == ".venv/bin/snakemake", words
+    return [[*SNAKEMAKE, *words[1:]] for words in commands]
 
 
 def make_imagenette2(root):
@@ -78,9 +80,19 @@ def sd_run(tmp_path_factory):
     }
     (workdir / "sd.yaml").write_text(yaml.safe_dump(overrides))
     # the README's command word for word; the test's settings come last (--configfile is greedy too)
-    proc = subprocess.run([*readme_gpu_command(), "--configfile", "sd.yaml"], cwd=workdir, capture_output=True, text=True)
+    proc = subprocess.run([*readme_gpu_commands()[0], "--configfile", "sd.yaml"], cwd=workdir, capture_output=True, text=True)
     assert proc.returncode == 0, f"the README's GPU command failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return workdir
+
+
+def test_shared_card_command_parses_and_targets_the_same_run(sd_run):
+    """The README's shared-card command (6 GPU jobs at once), as printed with the test's settings
+    after it, is a valid Snakemake call for the same target: on the finished run it has nothing
+    to do (run whole, it would oversubscribe a CI machine's 2 cores 6 times)."""
+    proc = subprocess.run([*readme_gpu_commands()[1], "--configfile", "sd.yaml", "--dry-run"], cwd=sd_run,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 def test_target_after_resources_is_snakemakes_parsing_trap():
