@@ -10,6 +10,7 @@
 #   engine     bench/engine_profile.py: where an IPC-10 training step goes, tensor operations per
 #              step, the kornia pipeline compiled (~2-3 min)
 #   sd         bench/sd_img2img_speed.py at the workflow's settings (~2 min)
+#   concurrency bench/engine_concurrency.py: 1, 2, 4, 6, 8 IPC-10 trainings at once (~2 min)
 #   rehearsal  bench/rehearsal.py with the time left; REHEARSAL_ARGS adds flags, e.g.
 #              "--cores 12 --gpus 6 --skip-calibration" to finish inside one call (jobs then overlap;
 #              37 of 38 jobs in 399 s on an H200), "--train-compile cuda-graphs" for the CUDA-graph engine
@@ -31,7 +32,7 @@ nvidia-smi -L | tee "$out/nvidia_smi.txt"
 "$python" -c 'import torch, diffusers, kornia, snakemake; print("torch", torch.__version__, "diffusers", diffusers.__version__, "kornia", kornia.__version__, "snakemake", snakemake.__version__)'
 
 # seconds each part needs at most; the rehearsal gets what the parts after it leave
-declare -A needs=([engine]=${ENGINE_SECONDS:-150} [sd]=120)
+declare -A needs=([engine]=${ENGINE_SECONDS:-150} [sd]=120 [concurrency]=150)
 left() { echo $((budget - ($(date +%s) - started))); }
 IFS=, read -r -a order <<<"$parts"
 for i in "${!order[@]}"; do
@@ -48,12 +49,19 @@ for i in "${!order[@]}"; do
         # 100 across defective images; the fp32 batch-1 loop on a few images for the speed-up
         timeout 120 "$python" bench/sd_img2img_speed.py --prototypes 5 --batch 100 --channels-last --repeats 3 \
             --reference-images 3 --out "$out/sd_img2img_job.json" 2>&1 | tee "$out/sd_img2img.log" ;;
+    concurrency)
+        # several IPC-10 trainings at once (one process each, as gpu=N runs jobs); CONCURRENCY_ARGS
+        # adds flags, e.g. "--compile cuda-graphs"
+        # shellcheck disable=SC2086
+        timeout "$(($(left) - reserve < 150 ? $(left) - reserve : 150))" "$python" bench/engine_concurrency.py \
+            --workers 1,2,4,6,8 --out "$out/engine_concurrency.json" ${CONCURRENCY_ARGS:-} 2>&1 | grep -v "it/s" \
+            | tee "$out/engine_concurrency.log" ;;
     rehearsal)
         deadline=$(($(left) - reserve))
         echo "rehearsal: ${deadline} s (${reserve} s kept for the parts after it)"
         # shellcheck disable=SC2086  # REHEARSAL_ARGS is a list of flags
         "$python" bench/rehearsal.py --deadline "$deadline" --out-dir "$out" --logs-archive "$out/rehearsal_logs.tar.gz" \
             ${REHEARSAL_ARGS:-} 2>&1 | tee "$out/rehearsal.log" ;;
-    *) echo "unknown part: ${order[$i]} (engine, sd or rehearsal)" >&2; exit 2 ;;
+    *) echo "unknown part: ${order[$i]} (engine, sd, concurrency or rehearsal)" >&2; exit 2 ;;
     esac
 done

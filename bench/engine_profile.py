@@ -23,10 +23,6 @@ Writes JSON (machine, versions, command, figures) and a markdown table beside it
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -37,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from engine_throughput import PRESETS, _models  # noqa: E402
+from engine_throughput import PRESETS, _models, report_header, write_report  # noqa: E402
 
 from detdistill.augment import build_augment  # noqa: E402
 from detdistill.train import TrainConfig, train_classifiers  # noqa: E402
@@ -235,23 +231,17 @@ def main(argv: list[str] | None = None) -> dict:
     tables = profile_table(args.profile_model, images, labels, cfg, crop, width, device,
                            1 if args.tiny else args.profile_epochs, 15) if args.profile else {}
     report = {
-        "command": shlex.join(["python", "bench/engine_profile.py", *(sys.argv[1:] if argv is None else argv)]),
-        "date": datetime.date.today().isoformat(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "torch": torch.__version__, "kornia": __import__("kornia").__version__,
+        **report_header("engine_profile.py", argv, device),
         "tiny": args.tiny, "images": args.images, "load_size": load, "crop_size": crop, "width": width,
         "batch_size": cfg.batch_size, "epochs_timed": [short, long],
         "steps": steps, "parts_ms_per_call": {k: round(v, 3) for k, v in parts.items()},
         "profile": {"model": args.profile_model, "tables": tables},
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
-        lines = [f"# Engine step profile: {report['device']}", "",
-                 f"`{report['command']}` ({report['date']}; torch {report['torch']}, kornia {report['kornia']}); "
-                 f"{args.images} images at {crop} px from {load}, batch {cfg.batch_size}, one run, ms per step from "
-                 f"{long} - {short} epochs.", "", "| model | variant | ms per step | tensor operations per step |", "|---|---|---|---|"]
+        lines = write_report(args.out, report, "Engine step profile",
+                             f"{args.images} images at {crop} px from {load}, batch {cfg.batch_size}, one run, ms per step "
+                             f"from {long} - {short} epochs.")
+        lines += ["| model | variant | ms per step | tensor operations per step |", "|---|---|---|---|"]
         lines += [f"| {s['model']} | {s['variant']} | {s['ms_per_step']:.2f} | {s['ops_per_step'] or '-'} |" for s in steps]
         if parts:
             lines += ["", "| part, alone | ms per call |", "|---|---|"]

@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,29 @@ PRESETS = {
         [("ipc10", 100, ["resnetap10", "convnet", "resnet18"]), ("full", 9469, ["resnet18"])],
     ),
 }
+
+
+def report_header(script: str, argv: list[str] | None, device: torch.device) -> dict:
+    """What every engine benchmark's JSON starts with: the command as typed (quoted), the date, the
+    device (the GPU's name, or the CPU with torch's thread count) and the library versions."""
+    import kornia
+
+    return {
+        "command": shlex.join(["python", f"bench/{script}", *(sys.argv[1:] if argv is None else argv)]),
+        "date": datetime.date.today().isoformat(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__, "kornia": kornia.__version__,
+    }
+
+
+def write_report(out: Path, report: dict, title: str, what: str) -> list[str]:
+    """Write `report` as JSON to `out`; return the first lines of its markdown (title, command,
+    date, versions and `what` was measured), for the caller's tables to follow."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return [f"# {title}: {report['device']}", "",
+            f"`{report['command']}` ({report['date']}; torch {report['torch']}, kornia {report['kornia']}); {what}", ""]
 
 
 def _models(name, seeds, crop, width):
@@ -112,15 +136,8 @@ def main() -> None:
                              "path": path, "seconds": round(seconds, 3), "images_per_s": round(ips, 1)})
                 print(f"| {label} | {name} | {n} | {path} | {seconds:.2f} | {ips:.0f} |", flush=True)
     if args.out:
-        import kornia
-
-        meta = {
-            "command": " ".join(["python", *sys.argv]),
-            "date": datetime.date.today().isoformat(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-            "torch": torch.__version__, "kornia": kornia.__version__, "preset": args.preset,
-            "load_size": load, "crop_size": crop, "width": width,
-        }
+        meta = {**report_header("engine_throughput.py", None, device), "preset": args.preset,
+                "load_size": load, "crop_size": crop, "width": width}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({**meta, "rows": rows}, indent=1) + "\n")
 

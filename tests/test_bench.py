@@ -94,6 +94,27 @@ def test_engine_profile_times_each_variant_and_writes_the_profile(tmp_path, monk
     assert "aten::" in text  # the profiler saw the training's operators
 
 
+def test_engine_concurrency_releases_workers_together_and_counts_their_steps(tmp_path, monkeypatch):
+    """bench/engine_concurrency.py at --tiny size on the CPU: per worker count, that many processes
+    warmed up, released at a barrier, their steps (epochs x 2 batches of an IPC-10 set each) summed
+    over the common span, and the speed-up over one worker."""
+    import json
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from engine_concurrency import main
+
+    out = tmp_path / "concurrency.json"
+    report = main(["--tiny", "--device", "cpu", "--model", "convnet", "--workers", "1,2", "--epochs", "2", "--out", str(out)])
+    rows = report["rows"]
+    assert [(r["workers"], r["steps"], len(r["ms_per_step_per_worker"])) for r in rows] == [(1, 4, 1), (2, 8, 2)]
+    assert rows[0]["speed_up_over_one"] == 1.0 and rows[1]["speed_up_over_one"] > 0  # no timing is asserted
+    for r in rows:  # the span covers every worker's training, so no worker's rate exceeds the total
+        assert r["steps_per_s"] == pytest.approx(r["steps"] / r["span_s"], rel=0.01)
+        assert all(1000 / ms <= r["steps_per_s"] * 1.01 for ms in r["ms_per_step_per_worker"])
+    assert json.loads(out.read_text())["rows"] == rows
+    assert "| 2 |" in out.with_suffix(".md").read_text()
+
+
 def test_pixel_cache_bench_checks_bytes_and_projects_imagenette(tmp_path):
     """`bench/pixel_cache.py --imagenette-like`: photo-shaped JPEGs made from a CIFAR-10-like tree,
     every split decoded, stored and read back by a new process, and the per-image seconds
