@@ -34,6 +34,8 @@ nvidia-smi -L | tee "$out/nvidia_smi.txt"
 # seconds each part needs at most; the rehearsal gets what the parts after it leave
 declare -A needs=([engine]=${ENGINE_SECONDS:-150} [sd]=120 [concurrency]=150)
 left() { echo $((budget - ($(date +%s) - started))); }
+# at most $1 seconds, and no more than the time left less what the later parts keep
+capped() { local t=$(($(left) - reserve)); echo $((t < $1 ? t : $1)); }
 IFS=, read -r -a order <<<"$parts"
 for i in "${!order[@]}"; do
     reserve=0
@@ -42,7 +44,7 @@ for i in "${!order[@]}"; do
     engine)
         # ENGINE_ARGS adds flags, e.g. "--models convnet,resnet18"
         # shellcheck disable=SC2086
-        timeout "$(($(left) - reserve < 240 ? $(left) - reserve : 240))" "$python" bench/engine_profile.py \
+        timeout "$(capped 240)" "$python" bench/engine_profile.py \
             --out "$out/engine_profile.json" ${ENGINE_ARGS:-} 2>&1 | grep -v "it/s" | tee "$out/engine_profile.log" ;;
     sd)
         # a whole job's candidates as config/imagenette.yaml makes them: fp16, channels-last, chunks of
@@ -53,7 +55,7 @@ for i in "${!order[@]}"; do
         # several IPC-10 trainings at once (one process each, as gpu=N runs jobs); CONCURRENCY_ARGS
         # adds flags, e.g. "--compile cuda-graphs"
         # shellcheck disable=SC2086
-        timeout "$(($(left) - reserve < 150 ? $(left) - reserve : 150))" "$python" bench/engine_concurrency.py \
+        timeout "$(capped 150)" "$python" bench/engine_concurrency.py \
             --workers 1,2,4,6,8 --out "$out/engine_concurrency.json" ${CONCURRENCY_ARGS:-} 2>&1 | grep -v "it/s" \
             | tee "$out/engine_concurrency.log" ;;
     rehearsal)

@@ -37,18 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from engine_throughput import PRESETS, _models, report_header, write_report  # noqa: E402
+from engine_throughput import PRESETS, _models, report_header, steps_per_epoch, sync, write_report  # noqa: E402
 
-from detdistill.train import COMPILE_MODES, TrainConfig, train_classifiers  # noqa: E402
-
-#: --compile's words -> train.compile
-COMPILE = {"false": False, "true": True, "cuda-graphs": "cuda-graphs"}
-assert set(COMPILE.values()) == set(COMPILE_MODES)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from detdistill.train import COMPILE_WORDS, TrainConfig, train_classifiers  # noqa: E402
 
 
 def shapes(tiny: bool) -> tuple[dict, int, int, int]:
@@ -66,10 +57,10 @@ def worker(args: argparse.Namespace) -> None:
     g = torch.Generator().manual_seed(args.seed)
     images = torch.randint(0, 256, (args.images, 3, load, load), dtype=torch.uint8, generator=g)
     labels = torch.arange(args.images) % 10
-    base = {**train_cfg, "crop_size": crop, "compile": COMPILE[args.compile]}
+    base = {**train_cfg, "crop_size": crop, "compile": COMPILE_WORDS[args.compile]}
     models = _models(args.model, [args.seed], crop, width)
     train_classifiers(models, [args.seed], images, labels, TrainConfig.from_dict({**base, "epochs": 1}), device, stack="off")
-    _sync(device)
+    sync(device)
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("engine_concurrency worker: no go")
@@ -77,9 +68,9 @@ def worker(args: argparse.Namespace) -> None:
     models = _models(args.model, [args.seed], crop, width)
     start = time.time()
     train_classifiers(models, [args.seed], images, labels, cfg, device, stack="off")
-    _sync(device)
+    sync(device)
     end = time.time()
-    steps = args.epochs * -(-args.images // min(cfg.batch_size, args.images))
+    steps = args.epochs * steps_per_epoch(args.images, cfg.batch_size)
     print(json.dumps({"start": start, "end": end, "steps": steps}), flush=True)
 
 
@@ -119,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--workers", default="1,2,4,6", help="comma-separated process counts, each run in turn")
     parser.add_argument("--epochs", type=int, default=50, help="timed epochs per worker (2 steps each at IPC 10)")
     parser.add_argument("--images", type=int, default=100, help="the set's size (IPC 10 x 10 classes)")
-    parser.add_argument("--compile", choices=list(COMPILE), default="false", help="train.compile of every worker")
+    parser.add_argument("--compile", choices=list(COMPILE_WORDS), default="false", help="train.compile of every worker")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per worker (0: torch's default)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from engine_throughput import PRESETS, _models, report_header, write_report  # noqa: E402
+from engine_throughput import PRESETS, _models, report_header, steps_per_epoch, sync, write_report  # noqa: E402
 
 from detdistill.augment import build_augment  # noqa: E402
 from detdistill.train import TrainConfig, train_classifiers  # noqa: E402
@@ -68,28 +68,23 @@ def _parse_variants(text: str) -> list[str]:
     return chosen
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _train_seconds(name, images, labels, cfg, crop, width, device) -> float:
     models = _models(name, [0], crop, width)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     train_classifiers(models, [0], images, labels, cfg, device, stack="off")
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
 def step_ms(name, images, labels, cfg, crop, width, device, short: int, long: int) -> float:
     """ms per optimizer step of one run: (long training - short training) / the steps between, so
     model building, the transfer of the images and the first epoch's warm-up cancel out."""
-    steps_per_epoch = -(-len(images) // min(cfg.batch_size, len(images)))
+    steps = steps_per_epoch(len(images), cfg.batch_size)
     _train_seconds(name, images, labels, TrainConfig(**{**cfg.__dict__, "epochs": 1}), crop, width, device)  # warm-up
     t_short = _train_seconds(name, images, labels, TrainConfig(**{**cfg.__dict__, "epochs": short}), crop, width, device)
     t_long = _train_seconds(name, images, labels, TrainConfig(**{**cfg.__dict__, "epochs": long}), crop, width, device)
-    return 1000 * (t_long - t_short) / ((long - short) * steps_per_epoch)
+    return 1000 * (t_long - t_short) / ((long - short) * steps)
 
 
 def ops_per_step(name, images, labels, cfg, crop, width, device, short: int, long: int) -> float:
@@ -112,17 +107,17 @@ def ops_per_step(name, images, labels, cfg, crop, width, device, short: int, lon
         with Count():
             train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, stack="off")
         counts.append(Count.calls)
-    steps_per_epoch = -(-len(images) // min(cfg.batch_size, len(images)))
-    return (counts[1] - counts[0]) / ((long - short) * steps_per_epoch)
+    steps = steps_per_epoch(len(images), cfg.batch_size)
+    return (counts[1] - counts[0]) / ((long - short) * steps)
 
 
 def call_ms(fn, device, repeats: int) -> float:
     fn()
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    _sync(device)
+    sync(device)
     return 1000 * (time.perf_counter() - start) / repeats
 
 
@@ -134,7 +129,7 @@ def profile_table(name, images, labels, cfg, crop, width, device, epochs: int, r
     train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": 1}), device, stack="off")
     with profile(activities=activities) as prof:
         train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, stack="off")
-        _sync(device)
+        sync(device)
     averages = prof.key_averages()
     tables = {"self CPU": averages.table(sort_by="self_cpu_time_total", row_limit=rows)}
     if device.type == "cuda":
@@ -219,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             start = time.perf_counter()
             compiled(batch)
-            _sync(device)
+            sync(device)
             parts["compile of the kornia pipeline (s, once)"] = time.perf_counter() - start
             parts["kornia pipeline, compiled"] = call_ms(lambda: compiled(batch), device, repeats)
         except Exception as exc:  # a measurement, not the workflow: recorded, and the rest goes on

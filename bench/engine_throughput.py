@@ -52,6 +52,17 @@ PRESETS = {
 }
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so a timer reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of `images` (the engine's last batch may be short)."""
+    return -(-images // min(batch_size, images))
+
+
 def report_header(script: str, argv: list[str] | None, device: torch.device) -> dict:
     """What every engine benchmark's JSON starts with: the command as typed (quoted), the date, the
     device (the GPU's name, or the CPU with torch's thread count) and the library versions."""

@@ -60,7 +60,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-from detdistill.workflow import PEAK_GPU_PREFIX  # noqa: E402
+from detdistill.train import COMPILE_WORDS  # noqa: E402
+from detdistill.workflow import PEAK_GPU_PATTERN  # noqa: E402
 
 from stage_times import job_table  # noqa: E402
 
@@ -253,10 +254,6 @@ def paper_epochs(paper: dict) -> dict:
 def gradcam_model_of(entry: dict) -> str:
     """The model rule gradcam trains (one run per compared set, the evaluation's protocol)."""
     return entry.get("gradcam", {}).get("model", "convnet")
-
-
-#: --train-compile's words -> train.compile
-TRAIN_COMPILE = {"false": False, "true": True, "cuda-graphs": "cuda-graphs"}
 
 
 def rehearsal_settings(paper: dict, data_root: Path, weights: Path, epoch_scale: float, tiny: bool,
@@ -501,15 +498,12 @@ def epoch_seconds(log_path: Path) -> float | None:
     return sum(rates) if rates else None
 
 
-_PEAK_GPU_LINE = re.compile(re.escape(PEAK_GPU_PREFIX) + r" ([0-9.]+) MiB allocated, ([0-9.]+) MiB reserved")
-
-
 def peak_gpu_memory(logs: Path) -> list[dict]:
     """Per rule, the largest peak of CUDA memory its jobs' logs report (torch's allocator; jobs
     that never used CUDA log none), largest first: how many jobs fit on one card at once."""
     peaks: dict[str, dict] = {}
     for log_path in sorted(logs.glob("*/*.log")):
-        found = _PEAK_GPU_LINE.findall(log_path.read_text(errors="replace"))
+        found = PEAK_GPU_PATTERN.findall(log_path.read_text(errors="replace"))
         if not found:
             continue
         allocated, reserved = (float(v) for v in found[-1])
@@ -761,7 +755,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--prepare-only", action="store_true", help="build the dataset, weights and config, then stop")
     ap.add_argument("--logs-archive", type=Path, default=None, help="also write the run's logs and benchmark files as a .tar.gz")
     ap.add_argument("--workers", type=int, default=None, help="processes writing the dataset (default: all cores)")
-    ap.add_argument("--train-compile", choices=list(TRAIN_COMPILE), default=None,
+    ap.add_argument("--train-compile", choices=list(COMPILE_WORDS), default=None,
                     help="train.compile for every training (default: config/imagenette.yaml's)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -774,7 +768,7 @@ def main(argv: list[str] | None = None) -> dict:
     generator = build_generator(workdir / f"sd15-shaped{suffix}", args.tiny)
     paper = paper_settings()
     settings = rehearsal_settings(paper, workdir / f"imagenette2{suffix}", workdir / f"sd15-shaped{suffix}", scale, args.tiny,
-                                  None if args.train_compile is None else TRAIN_COMPILE[args.train_compile])
+                                  None if args.train_compile is None else COMPILE_WORDS[args.train_compile])
     calibration = calibration_settings(settings)
     run_dir = copy_workflow(workdir / "run")
     (run_dir / "rehearsal.yaml").write_text(yaml.safe_dump({"datasets": {DATASET: settings, CALIBRATION: calibration}}, sort_keys=False))

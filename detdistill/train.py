@@ -32,6 +32,8 @@ _DEFAULTS = schema.defaults("train")
 #: the host, and on an H200 this took ResNet-18 from 25.6 to 14.3 ms per step and the ConvNet from
 #: 20.0 to 12.4, where plain compilation changed nothing (bench/measurements/engine_compiled_nvidia-h200.md)
 COMPILE_MODES = {False: None, True: "default", "cuda-graphs": "reduce-overhead"}
+#: train.compile as a command-line word (YAML's false/true as written) -> its value
+COMPILE_WORDS = {str(value).lower(): value for value in COMPILE_MODES}
 
 
 @dataclass

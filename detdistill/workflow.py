@@ -8,6 +8,7 @@ import atexit
 import difflib
 import logging
 import os
+import re
 import resource
 import sys
 from pathlib import Path
@@ -53,6 +54,10 @@ def peak_gpu_line() -> str | None:
     except RuntimeError:  # a job ending on a CUDA error: its own message says what went wrong
         return None
     return f"{PEAK_GPU_PREFIX} {allocated:.1f} MiB allocated, {reserved:.1f} MiB reserved"
+
+
+#: `peak_gpu_line`'s line read back: (allocated, reserved) MiB
+PEAK_GPU_PATTERN = re.compile(re.escape(PEAK_GPU_PREFIX) + r" ([0-9.]+) MiB allocated, ([0-9.]+) MiB reserved")
 
 
 def peak_rss_mb() -> float:

@@ -183,12 +183,13 @@ def test_train_compile_reaches_every_training_and_passes_the_schema(monkeypatch,
     evaluations of the rehearsal's config, which the workflow's schema accepts (and rejects a
     wrong word); without it the paper config's value stays."""
     monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from detdistill.train import COMPILE_WORDS
     from detdistill.workflow import check_config
 
-    from rehearsal import DATASET, TRAIN_COMPILE, paper_settings, rehearsal_settings
+    from rehearsal import DATASET, paper_settings, rehearsal_settings
 
     paper = paper_settings()
-    graphs = rehearsal_settings(paper, tmp_path, tmp_path, 0.01, False, TRAIN_COMPILE["cuda-graphs"])
+    graphs = rehearsal_settings(paper, tmp_path, tmp_path, 0.01, False, COMPILE_WORDS["cuda-graphs"])
     assert [graphs[r]["train"]["compile"] for r in ("detector", "judge")] == ["cuda-graphs"] * 2
     assert graphs["evaluation"]["train"]["compile"] == "cuda-graphs"
     def full_config(settings):  # the workflow's default config with the rehearsal's dataset added
