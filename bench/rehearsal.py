@@ -269,6 +269,8 @@ def rehearsal_settings(paper: dict, data_root: Path, weights: Path, epoch_scale:
     evaluation = cfg["evaluation"]
     evaluation["epoch_scale"] = paper["evaluation"].get("epoch_scale", 1.0) * epoch_scale
     evaluation["full_epochs"] = max(MIN_EPOCHS, round(full_epochs(paper["evaluation"]) * epoch_scale))
+    # one full-data job per model, as the projection counts them (per_seed's merge job trains nothing)
+    evaluation["full_data_jobs"] = "per_model"
     if train_compile is not None:
         for train in (cfg["detector"]["train"], cfg["judge"]["train"], evaluation.setdefault("train", {})):
             train["compile"] = train_compile

@@ -286,6 +286,22 @@ def test_summary_reports_best_epoch_beside_the_final_epoch(tmp_path):
     assert list(plain.columns) == ["model", "method", "mean", "std", "seeds"]
 
 
+def test_merging_per_seed_full_data_runs_checks_each_file_holds_its_seed(tmp_path):
+    """merge_seed_runs keeps the seeds' order and stops, naming the file, on a table of another
+    seed or of several runs (a stale or misplaced file would otherwise enter the table)."""
+    paths = []
+    for seed in (0, 1):
+        paths.append(tmp_path / f"seed{seed}.parquet")
+        pd.DataFrame([{"method": "full", "model": "convnet", "seed": seed, "test_accuracy": 0.5 + seed / 10}]).to_parquet(paths[-1])
+    evaluation.merge_seed_runs(paths, seeds=[0, 1], out_path=tmp_path / "merged.parquet")
+    assert pd.read_parquet(tmp_path / "merged.parquet").seed.tolist() == [0, 1]
+    with pytest.raises(data.DataError, match=r"seed1\.parquet: expected the full-data run of seed 0"):
+        evaluation.merge_seed_runs(paths[::-1], seeds=[0, 1], out_path=tmp_path / "bad.parquet")
+    with pytest.raises(data.DataError, match="2 per-seed tables for the seeds"):
+        evaluation.merge_seed_runs(paths, seeds=[0, 1, 2], out_path=tmp_path / "bad.parquet")
+    assert not (tmp_path / "bad.parquet").exists()
+
+
 def test_evaluate_reports_the_test_selected_best_epoch_beside_the_final_one(tmp_path):
     manifest = data.build_manifest({**DIGITS, "classes": ["0", "1", "2"]}, seed=0)
     manifest.to_parquet(tmp_path / "manifest.parquet")

@@ -283,6 +283,36 @@ def test_best_epoch_models_choose_which_evaluations_measure_it(tiny_run):
     assert set(jobs) <= {"evaluate", "evaluate_full", "gradcam", "aggregate_results"}, jobs
 
 
+def test_full_data_jobs_per_seed_give_the_same_table(tiny_run, tmp_path):
+    """evaluation.full_data_jobs: per_seed splits each model's full-data runs into one job per
+    seed (rule evaluate_full_seed) and merges them: the merged table is the per-model job's, byte
+    for byte (a run depends on its seed only), and no other training re-runs; switching back to
+    per_model re-runs the merge-or-train job only, nothing upstream."""
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_run, workdir, symlinks=True)  # copy2 keeps the mtimes: nothing looks newer
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["datasets"]["tiny"]["evaluation"]["full_data_jobs"] = "per_seed"
+    (workdir / "per_seed.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(workdir, "per_seed.yaml")
+    assert jobs.get("evaluate_full_seed") == len(MODELS) * len(SEEDS) and jobs.get("evaluate_full") == len(MODELS), jobs
+    assert set(jobs) <= {"evaluate_full_seed", "evaluate_full", "aggregate_results"}, jobs
+    full = workdir / "results" / "tiny" / "eval_full"
+    before = {model: (full / f"{model}.parquet").read_bytes() for model in MODELS}
+    snakemake(workdir, "results/tiny_ipc2.csv", "--configfile", "per_seed.yaml")
+    for model in MODELS:
+        runs = [pd.read_parquet(full / model / f"seed{seed}.parquet") for seed in SEEDS]
+        assert [r.seed.tolist() for r in runs] == [[seed] for seed in SEEDS]
+        assert (full / f"{model}.parquet").read_bytes() == before[model], model
+    assert "Nothing to be done" in snakemake(workdir, "results/tiny_ipc2.csv", "-n", "--configfile", "per_seed.yaml").stdout
+    # adding a seed trains that seed alone (the per-seed jobs' params leave out the seed list)
+    config["datasets"]["tiny"]["evaluation"]["seeds"] = [*SEEDS, 7]
+    (workdir / "seed7.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(workdir, "seed7.yaml", "results/tiny/eval_full/convnet.parquet")
+    assert jobs == {"evaluate_full_seed": 1, "evaluate_full": 1}, jobs
+
+
 def test_report_embeds_every_declared_result(tiny_run):
     """`snakemake --report` builds one self-contained HTML file: the workflow description, every
     `report()` output of the run grouped by dataset and IPC, the contact sheets embedded (their

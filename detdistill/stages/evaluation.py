@@ -68,24 +68,43 @@ def load_teacher(path, num_classes: int, device):
     return load_model(path, device)
 
 
-def evaluate_full(*, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, out_path) -> None:
+def evaluate_full(*, manifest_path, source_cfg: dict, model_name: str, eval_cfg: dict, out_path,
+                  seeds: list[int] | None = None) -> None:
     """The full-data upper bound: `model_name` trained on the whole real train split for
-    `evaluation.full_epochs`, once per seed (see `_train_and_test`)."""
+    `evaluation.full_epochs`, once per seed (see `_train_and_test`); `seeds` (default
+    `evaluation.seeds`) picks some of them, as rule evaluate_full_seed's one seed a job."""
     manifest = pd.read_parquet(manifest_path)
     set_frame = data.train_split(manifest).assign(kind="real", method="full")
     _train_and_test(set_frame, manifest, source_cfg=source_cfg, model_name=model_name, eval_cfg=eval_cfg, ipc=None,
-                    out_path=out_path)
+                    out_path=out_path, seeds=seeds)
+
+
+def merge_seed_runs(paths: list, *, seeds: list[int], out_path) -> None:
+    """The per-seed tables of `evaluate_full(seeds=[s])` as one table, rows in `seeds` order: the
+    table `evaluate_full` writes when it trains those seeds itself (a run depends on its seed only).
+    A table that is not one row of its seed stops the merge, naming the file."""
+    frames = [pd.read_parquet(path) for path in paths]
+    if len(frames) != len(seeds):
+        raise data.DataError(f"{out_path}: {len(frames)} per-seed tables for the seeds {list(seeds)}; re-run the "
+                             "full-data jobs (rule evaluate_full_seed)")
+    for path, frame, seed in zip(paths, frames, seeds):
+        if len(frame) != 1 or int(frame.seed.iloc[0]) != int(seed):
+            found = frame.seed.tolist() if "seed" in frame else "no seed column"
+            raise data.DataError(f"{path}: expected the full-data run of seed {seed} alone, found seeds {found}; "
+                                 "delete the file and re-run (rule evaluate_full_seed)")
+    io.write_parquet(pd.concat(frames, ignore_index=True), out_path)
 
 
 def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg: dict, model_name: str, eval_cfg: dict,
-                    ipc: int | None, out_path, teacher_path=None) -> None:
+                    ipc: int | None, out_path, teacher_path=None, seeds: list[int] | None = None) -> None:
     """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real
     test split (and, with `evaluation.report_best_epoch`, the test-selected best epoch's)."""
     from ..train import accuracy
 
     method = set_frame.method.iloc[0]
     trained = train_on_set(set_frame, manifest, source_cfg=source_cfg, model_name=model_name, eval_cfg=eval_cfg,
-                           ipc=ipc, teacher_path=teacher_path, track_best=bool(eval_cfg.get("report_best_epoch")))
+                           ipc=ipc, teacher_path=teacher_path, seeds=seeds,
+                           track_best=bool(eval_cfg.get("report_best_epoch")))
     rows = []
     for run, (seed, model) in enumerate(zip(trained.seeds, trained.models)):
         acc = accuracy(model, trained.test_images, trained.test_labels, trained.device)

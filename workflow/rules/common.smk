@@ -48,6 +48,9 @@ wildcard_constraints:
     part="[0-9]+",
     method="|".join(["d4m", "conf", "sim", "conf_sim", "random", "herding", "kcenter"]),
     role="detector|judge",
+    # a model's name never holds a slash: keeps eval_full/{model}.parquet off eval_full/{model}/seed{seed}.parquet
+    model="[^/]+",
+    seed="[0-9]+",
     # sweep points (workflow/rules/sweeps.smk): beta as the config writes it (Python's :g), top-k
     knob="beta|top_k",
     beta="[0-9.e-]+",
@@ -364,8 +367,9 @@ def _evaluation_params(wildcards, model):
     or the model not in `best_epoch_models`, its keys are left out too: evaluations made before
     the option existed are not re-run."""
     section = _evaluation_section(wildcards)
-    # best_epoch_models: which models measure it is decided here, per model
-    unused = {"baselines", "models", "best_epoch_models"}
+    # best_epoch_models: which models measure it is decided here, per model; full_data_jobs: how
+    # the full-data runs are split into jobs, no setting of a training
+    unused = {"baselines", "models", "best_epoch_models", "full_data_jobs"}
     own_scale = section.get("model_epoch_scale", {}).get(model, 1.0)
     if own_scale != 1.0:
         section["model_epoch_scale"] = {model: own_scale}
@@ -398,9 +402,23 @@ IPC_ONLY_EVALUATION_KEYS = {"teacher", "teacher_temperature", "batch_size_by_ipc
 
 def get_full_evaluation_config(wildcards):
     """The `evaluation` params of the full-data runs: without the keys they do not read, so
-    choosing a teacher or batch sizes by IPC re-runs no full-data run."""
+    choosing a teacher or batch sizes by IPC re-runs no full-data run. A per-seed job's (rule
+    evaluate_full_seed) also without `seeds`: its seed is its wildcard, so adding a seed re-runs
+    none of the others."""
     section = get_evaluation_config(wildcards)
-    return {key: value for key, value in section.items() if key not in IPC_ONLY_EVALUATION_KEYS}
+    unread = IPC_ONLY_EVALUATION_KEYS | ({"seeds"} if hasattr(wildcards, "seed") else set())
+    return {key: value for key, value in section.items() if key not in unread}
+
+
+def get_full_data_seed_runs(wildcards):
+    """With `evaluation.full_data_jobs: per_seed`, the per-seed tables rule evaluate_full merges
+    (one per evaluation seed); none with per_model, where it trains the seeds itself."""
+    evaluation = dataset_config(wildcards)["evaluation"]
+    if evaluation.get("full_data_jobs", "per_model") != "per_seed":
+        return []
+    return [
+        f"results/{wildcards.dataset}/eval_full/{wildcards.model}/seed{seed}.parquet" for seed in evaluation["seeds"]
+    ]
 
 
 def get_teacher(wildcards):

@@ -21,15 +21,40 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+# The full-data upper bound: with `evaluation.full_data_jobs: per_model` this job trains the
+# model's seeds in turn; with per_seed it merges the per-seed jobs' tables (rule
+# evaluate_full_seed), the same runs and the same table.
 rule evaluate_full:
     input:
         manifest="results/{dataset}/data/manifest.parquet",
+        seed_runs=get_full_data_seed_runs,
     output:
         scores="results/{dataset}/eval_full/{model}.parquet",
     log:
         "logs/evaluate_full/{dataset}_{model}.log",
     benchmark:
         "benchmarks/evaluate_full/{dataset}_{model}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        source=get_source,
+        evaluation=get_full_evaluation_config,
+    script:
+        "../scripts/evaluate_full.py"
+
+
+rule evaluate_full_seed:
+    input:
+        manifest="results/{dataset}/data/manifest.parquet",
+    output:
+        scores="results/{dataset}/eval_full/{model}/seed{seed}.parquet",
+    log:
+        "logs/evaluate_full/{dataset}_{model}_seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate_full/{dataset}_{model}_seed{seed}.tsv"
     conda:
         "../envs/detdistill.yaml"
     threads: 1
