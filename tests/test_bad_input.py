@@ -250,14 +250,20 @@ def test_manifest_follows_the_class_folders(workdir):
 
 
 def test_gpu_asked_for_where_there_is_none(workdir):
+    """`device: cuda` without a GPU stops the first job that claims one (rule `gpu` resource) with
+    one line; the jobs before it, which claim none and so run on the CPU as they would on a
+    cluster's CPU allocation, run and keep their outputs."""
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     data = make_image_folder(workdir / "data" / "on_gpu", ["cat", "dog"])
-    proc = run(workdir, manifest_target("on_gpu"), {"on_gpu": dataset(data)}, top={"device": "cuda"})
-    log = workdir / "logs" / "prepare_data" / "on_gpu.log"
+    proc = run(workdir, "results/on_gpu/latents.parquet", {"on_gpu": dataset(data)}, top={"device": "cuda"})
+    # the tiny config trains its generator: prepare_generator is the first job claiming a GPU
+    log = workdir / "logs" / "prepare_generator" / "on_gpu.log"
     assert_job_stops_with(proc, log, "config `device: cuda` but torch sees no CUDA GPU", "set `device: auto`")
+    assert (workdir / manifest_target("on_gpu")).is_file()  # prepare_data claims no GPU: it ran
+    assert not (workdir / "results" / "on_gpu" / "generator").exists()
 
 
 def test_bad_input_leaves_computed_artifacts_untouched(workdir):
