@@ -1,6 +1,7 @@
 """The real workflow through Snakemake on tiny digits data; assertions on the artifacts."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -298,6 +299,10 @@ def test_full_data_jobs_per_seed_give_the_same_table(tiny_run, tmp_path):
     jobs = planned_jobs(workdir, "per_seed.yaml")
     assert jobs.get("evaluate_full_seed") == len(MODELS) * len(SEEDS) and jobs.get("evaluate_full") == len(MODELS), jobs
     assert set(jobs) <= {"evaluate_full_seed", "evaluate_full", "aggregate_results"}, jobs
+    # the merge jobs claim no GPU, the per-seed trainings one each
+    plan = snakemake(workdir, "results/tiny_ipc2.csv", "-n", "--configfile", "per_seed.yaml").stdout
+    claims = set(re.findall(r"rule (evaluate_full\w*):.*?resources: [^\n]*gpu=(\d)", plan, flags=re.S))
+    assert claims == {("evaluate_full", "0"), ("evaluate_full_seed", "1")}, claims
     full = workdir / "results" / "tiny" / "eval_full"
     before = {model: (full / f"{model}.parquet").read_bytes() for model in MODELS}
     snakemake(workdir, "results/tiny_ipc2.csv", "--configfile", "per_seed.yaml")

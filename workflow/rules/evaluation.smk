@@ -38,7 +38,8 @@ rule evaluate_full:
         "../envs/detdistill.yaml"
     threads: 1
     resources:
-        gpu=1,
+        # a merge of per-seed tables claims no GPU (a cluster gives it a CPU slot)
+        gpu=lambda wildcards: 0 if get_full_data_seed_runs(wildcards) else 1,
     params:
         source=get_source,
         evaluation=get_full_evaluation_config,
