@@ -12,8 +12,8 @@
 #   sd         bench/sd_img2img_speed.py at the workflow's settings (~2 min)
 #   concurrency bench/engine_concurrency.py: 1, 2, 4, 6, 8 IPC-10 trainings at once (~2 min)
 #   concurrency-full  the same at the full-data rows' size (9,469 images, 2 epochs), 1 and 3 at once,
-#              per model (ResNet-18, ResNetAP-10, ConvNet): does evaluation.full_data_jobs: per_seed
-#              pay on one GPU (~3-4 min)
+#              per model (FULL_MODELS, default "resnet18 resnetap10 convnet"; ~1 min each): does
+#              evaluation.full_data_jobs: per_seed pay on one GPU
 #   rehearsal  bench/rehearsal.py with the time left; REHEARSAL_ARGS adds flags, e.g.
 #              "--cores 12 --gpus 6 --skip-calibration" to finish inside one call (jobs then overlap;
 #              37 of 38 jobs in 399 s on an H200), "--train-compile cuda-graphs" for the CUDA-graph engine
@@ -35,7 +35,7 @@ nvidia-smi -L | tee "$out/nvidia_smi.txt"
 "$python" -c 'import torch, diffusers, kornia, snakemake; print("torch", torch.__version__, "diffusers", diffusers.__version__, "kornia", kornia.__version__, "snakemake", snakemake.__version__)'
 
 # seconds each part needs at most; the rehearsal gets what the parts after it leave
-declare -A needs=([engine]=${ENGINE_SECONDS:-150} [sd]=120 [concurrency]=150 [concurrency-full]=240)
+declare -A needs=([engine]=${ENGINE_SECONDS:-150} [sd]=120 [concurrency]=150 [concurrency-full]=$((80 * $(wc -w <<<"${FULL_MODELS:-resnet18 resnetap10 convnet}"))))
 left() { echo $((budget - ($(date +%s) - started))); }
 # at most $1 seconds, and no more than the time left less what the later parts keep
 capped() { local t=$(($(left) - reserve)); echo $((t < $1 ? t : $1)); }
@@ -62,9 +62,9 @@ for i in "${!order[@]}"; do
             --workers 1,2,4,6,8 --out "$out/engine_concurrency.json" ${CONCURRENCY_ARGS:-} 2>&1 | grep -v "it/s" \
             | tee "$out/engine_concurrency.log" ;;
     concurrency-full)
-        for model in resnet18 resnetap10 convnet; do
+        for model in ${FULL_MODELS:-resnet18 resnetap10 convnet}; do
             # shellcheck disable=SC2086
-            timeout "$(capped 90)" "$python" bench/engine_concurrency.py --model "$model" --images 9469 --epochs 2 \
+            timeout "$(capped 80)" "$python" bench/engine_concurrency.py --model "$model" --images 9469 --epochs 2 \
                 --workers 1,3 --out "$out/engine_concurrency_full_$model.json" ${CONCURRENCY_ARGS:-} 2>&1 \
                 | grep -v "it/s" | tee "$out/engine_concurrency_full_$model.log"
         done ;;
