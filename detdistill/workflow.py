@@ -107,9 +107,9 @@ def setup(snakemake) -> logging.Logger:
         # a rule that claims no GPU (no `gpu` resource) computes on the CPU whatever `device` says:
         # on a cluster it is given no GPU (so `device: cuda` would stop it), and on one machine
         # Snakemake's count of GPU jobs (--resources gpu=N) must stay true
-        requested = "cpu"
-    device = configure_device(requested)
-    if requested == "auto" and device.type == "cpu":
+        configure_device("cpu")
+        logger.info("rule %s claims no GPU (no `gpu` resource): running on the CPU", snakemake.rule)
+    elif configure_device(requested).type == "cpu" and requested == "auto":
         logger.info("no CUDA GPU visible: running on the CPU (config `device: auto`; `device: cuda` stops instead)")
     # registered after logging's own exit hook, so it runs first (atexit is last-in, first-out)
     atexit.register(lambda: logger.info("%s %.1f MiB", PEAK_RSS_PREFIX, peak_rss_mb()))
