@@ -103,7 +103,7 @@ def setup(snakemake) -> logging.Logger:
     store = {"folder": "results/pixel_cache", "min_images": 1000, **snakemake.config.get("pixel_cache", {})}
     pixel_cache.configure(store["folder"], store["min_images"])
     requested = snakemake.config.get("device", "auto")
-    if not getattr(snakemake.resources, "gpu", 0):
+    if not getattr(getattr(snakemake, "resources", None), "gpu", 0):
         # a rule that claims no GPU (no `gpu` resource) computes on the CPU whatever `device` says:
         # on a cluster it is given no GPU (so `device: cuda` would stop it), and on one machine
         # Snakemake's count of GPU jobs (--resources gpu=N) must stay true
