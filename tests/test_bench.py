@@ -44,6 +44,29 @@ def test_results_table_pivots_summary_and_consistency(tmp_path):
     assert "35.81 ± 0.60" in text and "| d4m" in text and "42" in text
 
 
+def test_noise_paired_pairs_arms_by_seed_and_takes_random_from_the_plain_arm(tmp_path):
+    """Seeds are matched, not rows: the trust-aware d4m table is written in another seed order and
+    still gives trust - plain = +10, +11, +9 (mean +10.00); the trust-aware arm's random row is the
+    plain arm's (it has none of its own) and is not compared with itself; a method not run shows `-`
+    and no comparison."""
+    def write(arm: str, method: str, accuracies: dict[int, float]) -> None:
+        folder = tmp_path / "results" / f"noisy{arm}" / "ipc10" / "eval" / method
+        folder.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"seed": list(accuracies), "test_accuracy": list(accuracies.values())}).to_parquet(folder / "convnet.parquet")
+
+    write("", "random", {0: 0.15, 1: 0.16, 2: 0.17})
+    write("", "d4m", {0: 0.20, 1: 0.21, 2: 0.22})
+    write("", "conf", {0: 0.25, 1: 0.27, 2: 0.26})
+    write("_trust", "d4m", {2: 0.31, 0: 0.30, 1: 0.32})
+    out = _run("noise_paired.py", "--dataset", "noisy", cwd=tmp_path)
+    rows = {tuple(c.strip() for c in line.split("|")[1:4]): line.split("|")[-2].strip()
+            for line in out.splitlines() if line.startswith("| ")}
+    assert "| trust | convnet | 16.00 ± 1.00 | 31.00 ± 1.00 | - | - | - |" in out
+    assert rows[("trust - plain", "convnet", "d4m")] == "+10.00 [+7.52, +12.48]"
+    assert rows[("plain", "convnet", "conf - d4m")] == "+5.00 [+2.52, +7.48]"
+    assert ("trust - plain", "convnet", "conf") not in rows and ("trust - plain", "convnet", "random") not in rows
+
+
 def test_trust_per_class_reads_each_arm_and_refuses_one_without_truth(tmp_path):
     # arm "a": class cat (label 0) observed on 4 images (3 right), dog on 2; one dog image recalibrated to cat
     for name, truth in [("a", True), ("b", False)]:
