@@ -299,6 +299,9 @@ def test_merging_per_seed_full_data_runs_checks_each_file_holds_its_seed(tmp_pat
         evaluation.merge_seed_runs(paths[::-1], seeds=[0, 1], out_path=tmp_path / "bad.parquet")
     with pytest.raises(data.DataError, match="2 per-seed tables for the seeds"):
         evaluation.merge_seed_runs(paths, seeds=[0, 1, 2], out_path=tmp_path / "bad.parquet")
+    pd.DataFrame([{"method": "full", "test_accuracy": 0.5}]).to_parquet(paths[1])
+    with pytest.raises(data.DataError, match=r"seed1\.parquet: expected the full-data run of seed 1 alone, found seeds no seed column"):
+        evaluation.merge_seed_runs(paths, seeds=[0, 1], out_path=tmp_path / "bad.parquet")
     assert not (tmp_path / "bad.parquet").exists()
 
 

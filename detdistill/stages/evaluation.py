@@ -88,7 +88,7 @@ def merge_seed_runs(paths: list, *, seeds: list[int], out_path) -> None:
         raise data.DataError(f"{out_path}: {len(frames)} per-seed tables for the seeds {list(seeds)}; re-run the "
                              "full-data jobs (rule evaluate_full_seed)")
     for path, frame, seed in zip(paths, frames, seeds):
-        if len(frame) != 1 or int(frame.seed.iloc[0]) != int(seed):
+        if "seed" not in frame or len(frame) != 1 or int(frame.seed.iloc[0]) != int(seed):
             found = frame.seed.tolist() if "seed" in frame else "no seed column"
             raise data.DataError(f"{path}: expected the full-data run of seed {seed} alone, found seeds {found}; "
                                  "delete the file and re-run (rule evaluate_full_seed)")
