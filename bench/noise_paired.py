@@ -5,9 +5,9 @@ The experiment's own report (rule noise_experiment) pairs the arms on conf_sim o
 measurement files (bench/measurements/noise_cifar10_<setting>_resnet18.md) also give every method's
 accuracy per arm and model, each method minus d4m within an arm, and trust-aware minus plain for
 every method. This script computes those from the workflow's evaluation tables,
-results/<dataset>[_trust]/ipc<N>/eval/<method>/<model>.parquet (the trust-aware arm reports the
-plain arm's random subset, so its random row is the plain arm's). Runs are paired by evaluation
-seed, with detdistill.stats' 95% t interval.
+results/<dataset>[_trust]/ipc<N>/eval/<method>/<model>.parquet (a trust-aware arm without its own
+random-subset evaluation reuses the plain arm's, as the workflow does). Runs are paired by
+evaluation seed, with detdistill.stats' 95% t interval.
 
     python bench/noise_paired.py --dataset noise_cifar10_sym40_sym40 [--results results] [--ipc 10]
 """
@@ -22,16 +22,18 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from detdistill.experiments import LABEL_ONLY_METHODS, TRUST_SUFFIX
 from detdistill.stats import REFERENCE, difference_text, mean_std_text, paired_row
 
 METHODS = ["random", "d4m", "conf", "sim", "conf_sim"]
-ARMS = {"plain": "", "trust": "_trust"}
+ARMS = {"plain": "", "trust": TRUST_SUFFIX}
 
 
 def runs_by_seed(results: Path, dataset: str, ipc: int, arm: str, method: str, model: str) -> pd.Series | None:
     """Test accuracy in % by evaluation seed of one evaluation, None when it has not run."""
-    owner = dataset if method == "random" else dataset + ARMS[arm]  # the random subset is the plain arm's
-    path = results / owner / f"ipc{ipc}" / "eval" / method / f"{model}.parquet"
+    path = results / (dataset + ARMS[arm]) / f"ipc{ipc}" / "eval" / method / f"{model}.parquet"
+    if not path.is_file() and method in LABEL_ONLY_METHODS:  # reused from the plain arm (`real_runs_of`)
+        path = results / dataset / f"ipc{ipc}" / "eval" / method / f"{model}.parquet"
     if not path.is_file():
         return None
     table = pd.read_parquet(path)

@@ -25,6 +25,11 @@ import numpy as np
 import pandas as pd
 
 CLEAN = "clean"
+#: a setting's trust-aware arm is its plain arm's dataset name with this suffix (see `arms`)
+TRUST_SUFFIX = "_trust"
+#: evaluations that read only the images and their observed labels (no detector, no generator): a
+#: trust-aware arm reuses its plain arm's (`real_runs_of`, see `same_real_runs`)
+LABEL_ONLY_METHODS = ["random"]
 PLAIN, TRUST, CLEAN_LABELS = "plain, noisy labels", "trust-aware, noisy labels", "plain, clean labels"
 #: the methods the markdown shows per model (the CSV has every method of the arms' summaries)
 SHOWN_METHODS = ["d4m", "conf_sim", "random", "full"]
@@ -43,7 +48,7 @@ def arms(name: str, spec: dict) -> list[dict]:
         out.append({"dataset": f"{name}_{CLEAN}", "setting": CLEAN, "pipeline": CLEAN_LABELS, "noise": None, "trust": False})
     for setting, noise in spec["settings"].items():
         out.append({"dataset": f"{name}_{setting}", "setting": setting, "pipeline": PLAIN, "noise": noise, "trust": False})
-        out.append({"dataset": f"{name}_{setting}_trust", "setting": setting, "pipeline": TRUST, "noise": noise, "trust": True})
+        out.append({"dataset": f"{name}_{setting}{TRUST_SUFFIX}", "setting": setting, "pipeline": TRUST, "noise": noise, "trust": True})
     return out
 
 

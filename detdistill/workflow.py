@@ -103,13 +103,14 @@ def setup(snakemake) -> logging.Logger:
     store = {"folder": "results/pixel_cache", "min_images": 1000, **snakemake.config.get("pixel_cache", {})}
     pixel_cache.configure(store["folder"], store["min_images"])
     requested = snakemake.config.get("device", "auto")
-    if not getattr(getattr(snakemake, "resources", None), "gpu", 0):
-        # a rule that claims no GPU (no `gpu` resource) computes on the CPU whatever `device` says:
-        # on a cluster it is given no GPU (so `device: cuda` would stop it), and on one machine
-        # Snakemake's count of GPU jobs (--resources gpu=N) must stay true
-        configure_device("cpu")
+    # a rule that claims no GPU (no `gpu` resource) computes on the CPU whatever `device` says: on a
+    # cluster it is given no GPU (so `device: cuda` would stop it), and on one machine Snakemake's
+    # count of GPU jobs (--resources gpu=N) must stay true
+    claims_gpu = bool(getattr(getattr(snakemake, "resources", None), "gpu", 0))
+    device = configure_device(requested if claims_gpu else "cpu")
+    if not claims_gpu:
         logger.info("rule %s claims no GPU (no `gpu` resource): running on the CPU", snakemake.rule)
-    elif configure_device(requested).type == "cpu" and requested == "auto":
+    elif requested == "auto" and device.type == "cpu":
         logger.info("no CUDA GPU visible: running on the CPU (config `device: auto`; `device: cuda` stops instead)")
     # registered after logging's own exit hook, so it runs first (atexit is last-in, first-out)
     atexit.register(lambda: logger.info("%s %.1f MiB", PEAK_RSS_PREFIX, peak_rss_mb()))

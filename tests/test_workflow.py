@@ -316,6 +316,9 @@ def test_full_data_jobs_per_seed_give_the_same_table(tiny_run, tmp_path):
     (workdir / "seed7.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(workdir, "seed7.yaml", "results/tiny/eval_full/convnet.parquet")
     assert jobs == {"evaluate_full_seed": 1, "evaluate_full": 1}, jobs
+    # back to per_model: the full-data jobs train again (their set of inputs changed), nothing upstream
+    jobs = planned_jobs(workdir, "tiny.yaml")
+    assert jobs.get("evaluate_full") == len(MODELS) and set(jobs) <= {"evaluate_full", "aggregate_results"}, jobs
 
 
 def test_report_embeds_every_declared_result(tiny_run):

@@ -6,7 +6,7 @@ from snakemake.utils import validate
 
 from detdistill.calibration import QUANTILE_MODES
 from detdistill.data import DataError, inspect_source, validation_count
-from detdistill.experiments import ExperimentError
+from detdistill.experiments import LABEL_ONLY_METHODS, ExperimentError
 from detdistill.experiments import arms as experiment_arms
 from detdistill.experiments import expand as expand_noise_experiments
 from detdistill.experiments import generator_note as experiment_generator_note
@@ -61,8 +61,6 @@ wildcard_constraints:
 SYNTHETIC_METHODS = ["d4m", "conf", "sim", "conf_sim"]
 FEATURE_BASELINES = ["herding", "kcenter"]  # real images chosen in the detector's feature space
 DEFAULT_BASELINES = ["random"]
-# evaluations that read only the images and their observed labels (no detector, no generator)
-LABEL_ONLY_METHODS = ["random"]
 
 
 def get_eval_methods(wildcards):
