@@ -75,12 +75,20 @@ def run(workdir: Path, cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def file_records(results: Path) -> dict[str, dict]:
-    """path (relative to the workdir) -> sha256, inode, mtime_ns of every file under results/."""
+    """path (relative to the workdir) -> sha256, inode, mtime_ns of every file under results/.
+    Also taken of a running workflow's tree (the state at the kill): a temporary file renamed into
+    place between the listing and its reading is left out (its final name is listed if it was
+    there already, else it was not finished at the snapshot)."""
     out = {}
-    for path in sorted(p for p in results.rglob("*") if p.is_file()):
-        st = path.stat()
-        out[str(path.relative_to(results.parent))] = {
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "inode": st.st_ino, "mtime_ns": st.st_mtime_ns}
+    # os.walk skips a folder that vanishes under it (a staging folder renamed into place); rglob raises
+    listed = (Path(root) / name for root, _, names in os.walk(results) for name in names)
+    for path in sorted(listed):
+        try:
+            st = path.stat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        out[str(path.relative_to(results.parent))] = {"sha256": digest, "inode": st.st_ino, "mtime_ns": st.st_mtime_ns}
     return out
 
 

@@ -30,6 +30,26 @@ def results_digests(workdir) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def test_file_records_of_a_live_tree_leave_out_what_vanished(tmp_path, monkeypatch):
+    """The snapshot at the kill is taken of a running workflow: a temporary file renamed into place
+    after the listing, or a staging folder gone before it is read, is left out, not an error (it
+    made the resume test fail 1 run in ~20 with FileNotFoundError)."""
+    results = tmp_path / "results"
+    (results / "tiny").mkdir(parents=True)
+    (results / "tiny" / "kept.parquet").write_bytes(b"kept")
+    real_walk = kill_resume.os.walk
+
+    def walk_with_vanished(top):
+        for root, dirs, names in real_walk(top):
+            yield root, dirs, [*names, ".gone.png.tmp-x.png"]  # listed, then renamed away
+        yield str(results / "tiny" / ".part0.staging-x"), [], ["c0.png"]  # a folder renamed away
+
+    monkeypatch.setattr(kill_resume.os, "walk", walk_with_vanished)
+    records = kill_resume.file_records(results)
+    assert list(records) == ["results/tiny/kept.parquet"]
+    assert records["results/tiny/kept.parquet"]["sha256"] == hashlib.sha256(b"kept").hexdigest()
+
+
 @pytest.mark.parametrize(
     "stage, sig",
     [
