@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Paired-by-seed tables of one label-noise setting's two arms, for its measurement file.
 
-The experiment's own report (rule noise_experiment) pairs the arms on conf_sim only; the
-measurement files (bench/measurements/noise_cifar10_<setting>_resnet18.md) also give every method's
-accuracy per arm and model, each method minus d4m within an arm, and trust-aware minus plain for
-every method. This script computes those from the workflow's evaluation tables,
+The experiment's own report (rule noise_experiment) pairs the arms for every method since
+2026-12-04 (trust - plain, and clean - each noisy arm), and each arm's `_paired.md` pairs its
+methods; the measurement files (bench/measurements/noise_cifar10_<setting>_resnet18.md) put one
+setting's figures in three tables: every method's accuracy per arm and model, each method minus d4m
+within an arm, and trust-aware minus plain for every method. This script computes those from the
+workflow's evaluation tables (so also for a run whose report is not built yet),
 results/<dataset>[_trust]/ipc<N>/eval/<method>/<model>.parquet (a trust-aware arm without its own
 random-subset evaluation reuses the plain arm's, as the workflow does). Runs are paired by
 evaluation seed, with detdistill.stats' 95% t interval.

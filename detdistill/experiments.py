@@ -30,6 +30,12 @@ TRUST_SUFFIX = "_trust"
 #: evaluations that read only the images and their observed labels (no detector, no generator): a
 #: trust-aware arm reuses its plain arm's (`real_runs_of`, see `same_real_runs`)
 LABEL_ONLY_METHODS = ["random"]
+#: what a trust-aware arm reports from its plain arm (the label-only sets and the full-data runs):
+#: its trust - plain difference is 0 by construction, so the paired table leaves it out
+FROM_PLAIN_ARM = [*LABEL_ONLY_METHODS, "full"]
+#: the paired table's method order: the refinement methods, then the real-data rows
+PAIRED_ORDER = ["d4m", "conf", "sim", "conf_sim", "herding", "kcenter", "random", "full"]
+TRUST_MINUS_PLAIN, CLEAN_MINUS_PLAIN, CLEAN_MINUS_TRUST = "trust - plain", "clean - plain", "clean - trust"
 PLAIN, TRUST, CLEAN_LABELS = "plain, noisy labels", "trust-aware, noisy labels", "plain, clean labels"
 #: the methods the markdown shows per model (the CSV has every method of the arms' summaries)
 SHOWN_METHODS = ["d4m", "conf_sim", "random", "full"]
@@ -162,31 +168,63 @@ def experiment_table(arm_rows: list[dict], summaries: list[pd.DataFrame], consis
     return pd.concat(frames, ignore_index=True)
 
 
-def paired_rows(runs: dict[str, pd.DataFrame], arm_rows: list[dict], method: str = "conf_sim") -> pd.DataFrame:
-    """Per setting and model, `method`'s accuracy of the trust-aware arm minus the plain noisy arm,
-    paired by evaluation seed, with the 95% t interval (detdistill.stats). `runs`: the per-run
+def paired_rows(runs: dict[str, pd.DataFrame], arm_rows: list[dict]) -> pd.DataFrame:
+    """Accuracy differences between arms, paired by evaluation seed, with the 95% t interval
+    (detdistill.stats), per setting, model and method: trust - plain for every method the
+    trust-aware arm builds itself (not `FROM_PLAIN_ARM`), and with the clean arm, clean - plain
+    (every method) and clean - trust (the trust-aware arm's own methods). `runs`: the per-run
     tables by arm dataset."""
     from .stats import paired_row, round_differences
 
-    rows = []
     by_key = {(a["setting"], a["pipeline"]): a["dataset"] for a in arm_rows}
-    for (setting, pipeline), trust_arm in by_key.items():
-        if pipeline != TRUST:
-            continue
-        plain, trusted = runs[by_key[(setting, PLAIN)]], runs[trust_arm]
-        for model in sorted(set(trusted.model)):
-            pick = [r[(r.model == model) & (r.method == method)].set_index("seed").test_accuracy_pct for r in (trusted, plain)]
-            row = paired_row(*pick)
-            if row is not None:
-                rows.append({"setting": setting, "model": model, "method": method, **row})
-    columns = ["setting", "model", "method", "seeds", "mean_diff", "ci_low", "ci_high"]
+    clean = by_key.get((CLEAN, CLEAN_LABELS))
+    pairs = []  # (comparison, setting, minuend arm, subtrahend arm, methods left out)
+    for (setting, pipeline), dataset in by_key.items():
+        if pipeline == TRUST:
+            pairs.append((TRUST_MINUS_PLAIN, setting, dataset, by_key[(setting, PLAIN)], FROM_PLAIN_ARM))
+    for (setting, pipeline), dataset in by_key.items():
+        if clean is not None and pipeline == PLAIN:
+            pairs.append((CLEAN_MINUS_PLAIN, setting, clean, dataset, []))
+        if clean is not None and pipeline == TRUST:
+            pairs.append((CLEAN_MINUS_TRUST, setting, clean, dataset, FROM_PLAIN_ARM))
+    rows = []
+    for comparison, setting, first, second, left_out in pairs:
+        a, b = runs[first], runs[second]
+        for model in sorted(set(a.model) & set(b.model)):
+            shared = set(a[a.model == model].method) & set(b[b.model == model].method)
+            for method in sorted(shared - set(left_out), key=_paired_position):
+                pick = [r[(r.model == model) & (r.method == method)].set_index("seed").test_accuracy_pct for r in (a, b)]
+                row = paired_row(*pick)
+                if row is not None:
+                    rows.append({"comparison": comparison, "setting": setting, "model": model, "method": method, **row})
+    columns = ["comparison", "setting", "model", "method", "seeds", "mean_diff", "ci_low", "ci_high"]
     return round_differences(pd.DataFrame(rows, columns=columns))
+
+
+def _paired_position(method: str) -> tuple[int, str]:
+    return (PAIRED_ORDER.index(method) if method in PAIRED_ORDER else len(PAIRED_ORDER), method)
+
+
+def paired_markdown(paired: pd.DataFrame) -> str:
+    """The paired differences for people: a row per comparison, setting and model, a column per
+    method, each cell `mean [low, high]`."""
+    from .stats import difference_text
+
+    if paired.empty:
+        return "No pair of arms shares an evaluation seed."
+    paired = paired.assign(cell=[difference_text(*v) for v in paired[["mean_diff", "ci_low", "ci_high"]].itertuples(index=False)])
+    keys = ["comparison", "setting", "model"]
+    cells = paired.pivot(index=keys, columns="method", values="cell")
+    cells = cells[sorted(cells.columns, key=_paired_position)].reset_index()
+    # rows in `paired_rows`' order (comparisons, then settings as the arms list them), not sorted
+    wide = paired[keys].drop_duplicates().merge(cells, on=keys, how="left", validate="one_to_one")
+    return wide.fillna("").to_markdown(index=False)
 
 
 def experiment_markdown(name: str, table: pd.DataFrame, paired: pd.DataFrame, generator_note: str, ipc: int) -> str:
     """The experiment's tables for people: per model, one row per arm with its label scores, the
     accuracy (mean ± std over the evaluation seeds) of SHOWN_METHODS and the judge's wrong-label
-    share of the d4m and conf_sim sets; then the paired trust - plain differences."""
+    share of the d4m and conf_sim sets; then the paired differences between arms (`paired_rows`)."""
     label_columns = ["observed_wrong_pct", "train_images", "label_precision_pct", "label_recall_pct"]
     lines = [
         f"# Label-noise experiment `{name}` (IPC {ipc})",
@@ -219,14 +257,17 @@ def experiment_markdown(name: str, table: pd.DataFrame, paired: pd.DataFrame, ge
                 wide[f"{method} judge wrong %"] = [picked.judge_wrong_label_pct.get(d, np.nan) for d in rows.dataset.unique()]
         lines += [f"## {model}", "", wide.to_markdown(index=False), ""]
     lines += [
-        "## Trust-aware minus plain, on the same noisy labels",
+        "## Between arms, paired by evaluation seed",
         "",
-        "Per evaluation seed (same seed: same initialisation, data order and augmentation), conf_sim's accuracy",
-        "of the trust-aware arm minus the plain arm, in points, with a 95% t interval of the mean. Each set",
-        "comes from one generation and one detector per arm, so the interval leaves out the variance of",
-        "building the set.",
+        "Per evaluation seed (same seed: same initialisation, data order and augmentation), the accuracy of one",
+        "arm minus another's, in points: mean [95% t interval]. `trust - plain`: the trust-aware arm minus the",
+        "plain one on the same noisy labels, for the sets the trust-aware arm builds itself (its random subset",
+        "and full-data runs are the plain arm's); with the clean arm, `clean - plain` and `clean - trust`: what",
+        "the noise costs each pipeline. Each set comes from one generation and one detector per arm, so the",
+        "interval leaves out the variance of building the set. Within-arm comparisons (conf_sim - d4m, ...):",
+        "each arm's `results/<arm>_ipc<N>_paired.md`.",
         "",
-        paired.to_markdown(index=False) if len(paired) else "No trust-aware arms.",
+        paired_markdown(paired),
         "",
     ]
     return "\n".join(lines)

@@ -113,15 +113,25 @@ def _runs(accuracies: dict[str, list[float]]) -> pd.DataFrame:
 
 def test_table_and_paired_trust_minus_plain_per_seed():
     arm_list = experiments.arms("e", {"settings": {"s": {"kind": "symmetric", "rate": 0.4}}})
+    real = {"random": [50, 52, 51], "full": [95, 96, 94]}  # the trust-aware arm reports the plain arm's
     runs = {
-        "e_clean": _runs({"conf_sim": [90, 91, 92]}),
-        "e_s": _runs({"conf_sim": [70, 74, 71], "d4m": [60, 60, 60]}),
-        "e_s_trust": _runs({"conf_sim": [80, 81, 85], "d4m": [0, 0, 0]}),
+        "e_clean": _runs({"conf_sim": [90, 91, 92], "d4m": [88, 88, 89], "random": [60, 61, 62], "full": [99, 99, 98]}),
+        "e_s": _runs({"conf_sim": [70, 74, 71], "d4m": [60, 60, 60], **real}),
+        "e_s_trust": _runs({"conf_sim": [80, 81, 85], "d4m": [62, 65, 61], **real}),
     }
     paired = experiments.paired_rows(runs, arm_list)
-    assert paired[["setting", "model", "method", "seeds"]].values.tolist() == [["s", "convnet", "conf_sim", 3]]
-    assert paired.mean_diff.item() == pytest.approx(np.mean([10, 7, 14]), abs=0.005)  # per seed, not of the means
-    assert paired.ci_low.item() < paired.mean_diff.item() < paired.ci_high.item()
+    assert paired[["comparison", "setting", "model", "method", "seeds"]].values.tolist() == [
+        ["trust - plain", "s", "convnet", "d4m", 3], ["trust - plain", "s", "convnet", "conf_sim", 3],
+        # what the noise costs each pipeline: every method for the plain arm, the trust-aware arm's own sets for it
+        *[["clean - plain", "s", "convnet", m, 3] for m in ["d4m", "conf_sim", "random", "full"]],
+        ["clean - trust", "s", "convnet", "d4m", 3], ["clean - trust", "s", "convnet", "conf_sim", 3],
+    ]
+    by = paired.set_index(["comparison", "method"])
+    assert by.at[("trust - plain", "conf_sim"), "mean_diff"] == pytest.approx(np.mean([10, 7, 14]), abs=0.005)  # per seed
+    assert by.at[("trust - plain", "d4m"), "mean_diff"] == pytest.approx(np.mean([2, 5, 1]), abs=0.005)
+    assert by.at[("clean - trust", "conf_sim"), "mean_diff"] == pytest.approx(np.mean([10, 10, 7]), abs=0.005)
+    assert by.at[("clean - plain", "full"), "mean_diff"] == pytest.approx(np.mean([4, 3, 4]), abs=0.005)
+    assert (paired.ci_low < paired.mean_diff).all() and (paired.mean_diff < paired.ci_high).all()
 
     summaries = [r.groupby(["model", "method"]).test_accuracy_pct.agg(mean="mean", std="std", seeds="count").reset_index()
                  for r in runs.values()]
@@ -138,6 +148,12 @@ def test_table_and_paired_trust_minus_plain_per_seed():
     trust_row = next(r for r in cells if r[:2] == ["s", TRUST])
     assert trust_row[header.index("conf_sim")] == "82.00 ± 2.65"
     assert trust_row[header.index("conf_sim judge wrong %")] == "2"
+    # the paired section: a row per comparison, setting and model, in paired_rows' order, a column per method
+    paired_header = next(r for r in cells if r[0] == "comparison")
+    assert paired_header == ["comparison", "setting", "model", "d4m", "conf_sim", "random", "full"]
+    paired_cells = [r for r in cells if r[0] in ("trust - plain", "clean - plain", "clean - trust")]
+    assert [r[0] for r in paired_cells] == ["trust - plain", "clean - plain", "clean - trust"]
+    assert paired_cells[0][3].startswith("+2.67 [") and paired_cells[0][5:] == ["", ""]  # no random / full row
 
 
 def test_without_the_clean_arm_only_the_noisy_arms_are_built_and_the_table_says_so():
@@ -237,3 +253,9 @@ def test_tiny_experiment_table_matches_its_arms(tmp_path):
     plain_row = table[table.dataset == "noisy_sym40"].iloc[0]
     assert plain_row.observed_wrong_pct == pytest.approx(40, abs=1.5) and plain_row.label_recall_pct == 100
     assert (workdir / "results" / "experiments" / "noisy.md").read_text().count("## ") >= 2
+    paired = pd.read_csv(workdir / "results" / "experiments" / "noisy_paired.csv")
+    assert list(dict.fromkeys(paired.comparison)) == ["trust - plain", "clean - plain", "clean - trust"]
+    runs = {d: pd.read_csv(workdir / "results" / f"{d}_ipc2.csv").query("model == 'convnet' and method == 'conf_sim'")
+            .set_index("seed").test_accuracy_pct for d in ("noisy_sym40_trust", "noisy_sym40")}
+    row = paired[(paired.comparison == "trust - plain") & (paired.method == "conf_sim")].iloc[0]
+    assert row.mean_diff == pytest.approx((runs["noisy_sym40_trust"] - runs["noisy_sym40"]).mean(), abs=0.006)
