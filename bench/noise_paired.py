@@ -24,7 +24,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detdistill.experiments import LABEL_ONLY_METHODS, TRUST_SUFFIX
+from detdistill.experiments import FROM_PLAIN_ARM, LABEL_ONLY_METHODS, TRUST_SUFFIX
 from detdistill.stats import REFERENCE, difference_text, mean_std_text, paired_row
 
 METHODS = ["random", "d4m", "conf", "sim", "conf_sim"]
@@ -67,7 +67,7 @@ def tables(results: Path, dataset: str, ipc: int) -> str:
                     lines.append(f"| {arm} | {model} | {method} - {REFERENCE} | {text} |")
     lines += ["", "| comparison | model | method | mean [95% CI] |", "|---|---|---|---|"]
     for model in models:
-        for method in METHODS[1:]:
+        for method in (m for m in METHODS if m not in FROM_PLAIN_ARM):  # the others are the plain arm's runs
             text = difference(runs["trust", method, model], runs["plain", method, model])
             if text:
                 lines.append(f"| trust - plain | {model} | {method} | {text} |")

@@ -24,6 +24,9 @@ import copy
 import numpy as np
 import pandas as pd
 
+from .baselines import SELECTION_METHODS
+from .refine import METHODS as REFINEMENT_METHODS
+
 CLEAN = "clean"
 #: a setting's trust-aware arm is its plain arm's dataset name with this suffix (see `arms`)
 TRUST_SUFFIX = "_trust"
@@ -34,7 +37,7 @@ LABEL_ONLY_METHODS = ["random"]
 #: its trust - plain difference is 0 by construction, so the paired table leaves it out
 FROM_PLAIN_ARM = [*LABEL_ONLY_METHODS, "full"]
 #: the paired table's method order: the refinement methods, then the real-data rows
-PAIRED_ORDER = ["d4m", "conf", "sim", "conf_sim", "herding", "kcenter", "random", "full"]
+PAIRED_ORDER = [*REFINEMENT_METHODS, *SELECTION_METHODS, *FROM_PLAIN_ARM]
 TRUST_MINUS_PLAIN, CLEAN_MINUS_PLAIN, CLEAN_MINUS_TRUST = "trust - plain", "clean - plain", "clean - trust"
 PLAIN, TRUST, CLEAN_LABELS = "plain, noisy labels", "trust-aware, noisy labels", "plain, clean labels"
 #: the methods the markdown shows per model (the CSV has every method of the arms' summaries)
@@ -182,11 +185,12 @@ def paired_rows(runs: dict[str, pd.DataFrame], arm_rows: list[dict]) -> pd.DataF
     for (setting, pipeline), dataset in by_key.items():
         if pipeline == TRUST:
             pairs.append((TRUST_MINUS_PLAIN, setting, dataset, by_key[(setting, PLAIN)], FROM_PLAIN_ARM))
-    for (setting, pipeline), dataset in by_key.items():
-        if clean is not None and pipeline == PLAIN:
-            pairs.append((CLEAN_MINUS_PLAIN, setting, clean, dataset, []))
-        if clean is not None and pipeline == TRUST:
-            pairs.append((CLEAN_MINUS_TRUST, setting, clean, dataset, FROM_PLAIN_ARM))
+    if clean is not None:
+        for (setting, pipeline), dataset in by_key.items():
+            if pipeline == PLAIN:
+                pairs.append((CLEAN_MINUS_PLAIN, setting, clean, dataset, []))
+            elif pipeline == TRUST:
+                pairs.append((CLEAN_MINUS_TRUST, setting, clean, dataset, FROM_PLAIN_ARM))
     rows = []
     for comparison, setting, first, second, left_out in pairs:
         a, b = runs[first], runs[second]
