@@ -4,6 +4,7 @@ from types import SimpleNamespace
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from detdistill.baselines import SELECTION_METHODS
 from detdistill.calibration import QUANTILE_MODES
 from detdistill.data import DataError, inspect_source, validation_count
 from detdistill.experiments import LABEL_ONLY_METHODS, ExperimentError
@@ -11,6 +12,7 @@ from detdistill.experiments import arms as experiment_arms
 from detdistill.experiments import expand as expand_noise_experiments
 from detdistill.experiments import generator_note as experiment_generator_note
 from detdistill.protocols import ProtocolError
+from detdistill.refine import METHODS as REFINEMENT_METHODS
 from detdistill.protocols import apply as apply_protocols
 from detdistill.replicates import ReplicateError
 from detdistill.replicates import check_seeds as check_replicate_seeds
@@ -58,8 +60,8 @@ wildcard_constraints:
     point="beta[0-9.e-]+|top_k[0-9]+",
 
 
-SYNTHETIC_METHODS = ["d4m", "conf", "sim", "conf_sim"]
-FEATURE_BASELINES = ["herding", "kcenter"]  # real images chosen in the detector's feature space
+SYNTHETIC_METHODS = list(REFINEMENT_METHODS)  # d4m and the three refinements (detdistill.refine)
+FEATURE_BASELINES = list(SELECTION_METHODS)  # real images chosen in the detector's feature space
 DEFAULT_BASELINES = ["random"]
 
 
