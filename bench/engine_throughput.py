@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import shlex
 import sys
 import time
@@ -33,6 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from detdistill.models import build_model  # noqa: E402
 from detdistill.train import TrainConfig, train_classifiers  # noqa: E402
 
+from machine_info import cpu_description  # noqa: E402
 from reference_train import train_classifier_reference  # noqa: E402
 
 #: name -> (evaluation train config, load size, crop size, width, [(label, set size, models)])
@@ -72,7 +72,7 @@ def report_header(script: str, argv: list[str] | None, device: torch.device) -> 
         "command": shlex.join(["python", f"bench/{script}", *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.date.today().isoformat(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        else f"CPU ({cpu_description()}; {torch.get_num_threads()} threads)",
         "torch": torch.__version__, "kornia": kornia.__version__,
     }
 

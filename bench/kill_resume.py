@@ -43,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine_info import cpu_description
+
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = ["Snakefile", "workflow", "config", "profiles", "resources"]
 STAGES = {  # stage -> (rule, its job's log under logs/, a part of its output's path); cheapest first
@@ -297,7 +299,7 @@ def main() -> None:
         shutil.rmtree(old_trial)
     report = {
         "date": dt.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        "machine": f"{cpu_description()}, {platform.system()} {platform.release()}",
         "command": "python bench/kill_resume.py " + " ".join(sys.argv[1:]),
         "configfile": str(Path(args.configfile).relative_to(REPO)) if Path(args.configfile).is_relative_to(REPO) else args.configfile,
         "target": args.target,

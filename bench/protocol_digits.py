@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import platform
 import tempfile
 from pathlib import Path
@@ -27,6 +26,8 @@ import yaml
 from detdistill import protocols
 from detdistill.stages import evaluation
 from detdistill.stats import paired_row
+
+from machine_info import cpu_description
 
 # digits keeps these from its own config under any protocol: the size the sets are made at, the
 # seeds the run's evaluations used, and no flips (a flipped digit is another glyph)
@@ -85,7 +86,7 @@ def main() -> None:
                                 out_path=out)
             preset[method] = pd.read_parquet(out)
     record = {
-        "machine": f"{platform.node()}: {platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{platform.node()}: {cpu_description()}",
         "versions": {"torch": torch.__version__},
         "command": f"python bench/protocol_digits.py --run {args.run} --protocol {args.protocol} --model {args.model} "
                    f"--methods {' '.join(args.methods)} --ipc {args.ipc} --out {args.out}",

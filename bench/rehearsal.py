@@ -63,6 +63,7 @@ sys.path.insert(0, str(REPO))
 from detdistill.train import COMPILE_WORDS  # noqa: E402
 from detdistill.workflow import PEAK_GPU_PATTERN  # noqa: E402
 
+from machine_info import cpu_description  # noqa: E402
 from stage_times import job_table  # noqa: E402
 
 log = logging.getLogger("rehearsal")
@@ -638,11 +639,7 @@ def machine() -> tuple[str, str]:
     """(description, file-name slug): the GPU's name, else the CPU's."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")), cpu)
-    cpu = f"{cpu}, {os.cpu_count()} cores"
+    cpu = cpu_description()
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(0)
         return f"{gpu} (CUDA {torch.version.cuda}); {cpu}", re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")

@@ -57,6 +57,7 @@ from detdistill.generators.base import run_img2img  # noqa: E402
 from detdistill.generators.sd15 import speed_up  # noqa: E402
 from detdistill.stages.generation import candidate_rows, generate_chunks  # noqa: E402
 
+from machine_info import cpu_description  # noqa: E402
 from sd_shapes import TEXT_TOKENS, UNET_SD15, UNET_TINY, VAE_SD15, VAE_TINY, build_sd_pipeline, vae_factor  # noqa: E402
 
 #: dense bf16 (= fp16) tensor-core peak in TFLOP/s, by a pattern of torch.cuda.get_device_name()
@@ -81,7 +82,7 @@ def lookup_peak(name: str) -> float | None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({cpu_description()}; {torch.get_num_threads()} threads)"
 
 
 def build_pipe(unet_cfg: dict, vae_cfg: dict, device: torch.device, seed: int = 0):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import platform
 from pathlib import Path
 
 import pandas as pd
+
+from machine_info import cpu_description
 
 
 def job_table(bench_dir: Path, dataset: str | None = None) -> pd.DataFrame:
@@ -48,7 +49,7 @@ def main() -> None:
     parser.add_argument("--note", action="append", default=[], help="a line added under the figures (repeatable)")
     args = parser.parse_args()
     table = stage_table(Path(args.benchmarks), args.dataset)
-    machine = f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    machine = f"{platform.node()}: {cpu_description()}, {platform.system()} {platform.release()}"
     text = "\n".join(
         [
             f"# Stage times ({dt.date.today().isoformat()})",

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import platform
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from detdistill.models import build_model
 from detdistill.stats import paired_row
 from detdistill.train import TrainConfig
 from detdistill.trust import TrustConfig, label_scores, trust_split
+
+from machine_info import cpu_description
 
 METRICS = ["trusted", "precision_pct", "recall_pct", "recalibrated", "recalibration_accuracy_pct"]
 
@@ -94,7 +95,7 @@ def main() -> None:
                            "ci_high": round(row["ci_high"], 2), "verdict": row["verdict"]})
     record = {
         "date": pd.Timestamp.now().strftime("%Y-%m-%d"),
-        "machine": f"{platform.node()}: {platform.machine()}, {os.cpu_count()} cores (1 thread)",
+        "machine": f"{platform.node()}: {cpu_description()} (1 thread)",
         "torch": torch.__version__,
         "command": f"python bench/trust_consistency.py --run {args.run} --weights "
                    f"{' '.join(map(str, args.weights))} --seeds {' '.join(map(str, args.seeds))} --out {args.out}",

@@ -162,3 +162,31 @@ def test_pixel_cache_bench_checks_bytes_and_projects_imagenette(tmp_path):
         assert row["stored_mib"] > 0 and row["later_jobs_read_s"] > 0
         assert row["projected_imagenette_decode_s"] == round(row["decode_s"] / row["images"] * (9469 if row["split"] == "train" else 3925), 1)
     assert "projected_imagenette_decode_s" in (tmp_path / "pc.md").read_text()
+
+
+ZEN1_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 23
+model\t\t: 1
+model name\t: AMD EPYC
+flags\t\t: fpu sse sse2 fma avx avx2 bmi2
+
+processor\t: 1
+model name\t: another block, never read
+flags\t\t: avx512f
+"""
+
+
+def test_cpu_description_tells_apart_cpus_with_one_model_name(monkeypatch):
+    """Two 2-core VMs both read "AMD EPYC", "x86_64, 2 cores" and ran the same default 3.3x apart:
+    the description carries family, model and the widest vector instructions of the first core."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from machine_info import cpu_description
+
+    assert cpu_description(ZEN1_CPUINFO, cores=2) == "AMD EPYC (family 23, model 1; AVX2), 2 cores"
+    zen4 = ZEN1_CPUINFO.replace("model\t\t: 1", "model\t\t: 17").replace("cpu family\t: 23", "cpu family\t: 25")
+    zen4 = zen4.replace("avx2 bmi2", "avx2 avx512f avx512_bf16 bmi2")
+    assert cpu_description(zen4, cores=2) == "AMD EPYC (family 25, model 17; AVX-512 with BF16), 2 cores"
+    assert "AMX" in cpu_description(zen4.replace("bmi2", "bmi2 amx_tile"), cores=8)
+    # no /proc/cpuinfo (not Linux): the platform's name, and the cores
+    assert cpu_description("", cores=4).endswith(", 4 cores")
