@@ -42,6 +42,8 @@ from detdistill.data import load_image_files  # noqa: E402 (after the sys.path l
 from detdistill.models import build_model  # noqa: E402
 from detdistill.train import TrainConfig, predict, train_classifier  # noqa: E402
 
+from machine_info import cpu_description  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 COLUMNS = ["aggregate", "random1", "random2", "random3", "worst"]
 
@@ -116,7 +118,7 @@ def main() -> None:
     p_clean = cross_fitted_p_clean(images, labels, args.epochs, args.seed, args.width)
     result = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU",
+        "machine": f"CPU: {cpu_description()}; {torch.get_num_threads()} threads",
         "versions": f"python {platform.python_version()}, torch {torch.__version__}",
         "command": f"python bench/verify_cifar10n.py --epochs {args.epochs} --seed {args.seed} --width {args.width}",
         "images": len(table),
