@@ -146,9 +146,9 @@ def seed_model_mib(model: str, num_classes: int, evaluation: dict) -> float:
     """MiB of one evaluation model's float32 parameters: what each further seed adds to an evaluate
     job on the CPU, where a job builds every seed's model and trains them in turn (the optimizer
     state of a finished run is freed)."""
-    from detdistill.models import build_model
+    from detdistill.models import build_model, model_width
 
-    net = build_model(model, num_classes, evaluation["image_size"], evaluation.get("width", 64))
+    net = build_model(model, num_classes, evaluation["image_size"], model_width(evaluation.get("width"), model))
     return sum(p.numel() * p.element_size() for p in net.parameters()) / 2**20
 
 

@@ -13,17 +13,31 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MODEL_NAMES = ("convnet", "resnetap10", "resnet18")
-#: `detdistill`: this project's models (ResNetAP-10 with a 3x3 stem, ResNet-18 with batch norm);
-#: `minimax`: as in vimar-gu/MinimaxDiffusion's train_models/ (its defaults, `--norm_type
-#: instance`): ResNetAP-10's 7x7 stride-1 stem at > 64 px, ResNet-18 with instance norm.
-#: `rded`: as in LINs-lab/RDED's synthesize/models.py and utils.py: ConvNet with batch norm
-#: (its `conv3` at 32 px), ResNet-18 "modified" (the 3x3 stride-1 stem without max-pool that
-#: this project uses at <= 64 px anyway) with batch norm; ResNetAP-10 as `detdistill`.
-#: Widths are a separate setting (Minimax's and RDED's ConvNet: 128).
+#: `detdistill`: this project's models (ResNetAP-10 with a 3x3 stem, then 4x pooling above 64 px;
+#: ResNet-18 with batch norm). `minimax`: as vimar-gu/MinimaxDiffusion's train_models/ builds them
+#: (its defaults, `--norm_type instance`): ResNetAP-10's stem by image size (7x7 stride-1 conv then
+#: 4x average pooling above 128 px, 3x3 then 2x at 65-128, 3x3 alone at <= 64) and its convs drawn
+#: from N(0, 2 / (k^2 out_channels)); ResNet-18 with instance norm (at 65-128 px its 3x3 stride-1 stem
+#: before the max-pool). `rded`: as LINs-lab/RDED's synthesize/models.py and utils.py: ConvNet with
+#: batch norm (its `conv3` at 32 px), ResNet-18 "modified" at <= 64 px (the 3x3 stride-1 stem,
+#: default-initialised, no max-pool) with batch norm; RDED has no ResNetAP-10: `detdistill`'s.
+#: Widths are a separate setting (`model_width`).
 ARCHITECTURES = ("detdistill", "minimax", "rded")
+#: base width of convnet and resnetap10 where no setting names one; ResNet-18 is always 64 wide
+DEFAULT_WIDTH = 64
 #: input normalisation (the models normalise their own [0, 1] inputs)
 NORMALIZATIONS = {"half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
                   "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+
+
+def model_width(width: int | dict | None, name: str) -> int:
+    """The base width model `name` is built with, from a width setting (`evaluation.width`): one
+    integer for every model, or a mapping model -> width (a model it leaves out: DEFAULT_WIDTH)."""
+    if width is None:
+        return DEFAULT_WIDTH
+    if isinstance(width, dict):
+        return int(width.get(name, DEFAULT_WIDTH))
+    return int(width)
 
 
 def _instance_norm(channels: int) -> nn.GroupNorm:
@@ -100,20 +114,33 @@ class BasicBlockAP(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
+def _resnetap10_stem(image_size: int, architecture: str) -> tuple[int, int]:
+    """(stem kernel, pooling after the stem). Minimax (IDC's ResNetAP) sizes its stem by the
+    image: 'large' > 128 px, 'mid' 65-128, 'small' <= 64."""
+    if architecture == "minimax":
+        return (7, 4) if image_size > 128 else (3, 2) if image_size > 64 else (3, 1)
+    # Large images: reduce 4x right after the stem (as torchvision's conv-stride-2 + maxpool stem
+    # does) so the four stages run at 1/4..1/32 resolution; pooling keeps the net stride-free.
+    return (3, 4) if image_size > 64 else (3, 1)
+
+
 def _resnetap10(image_size: int, width: int, architecture: str = "detdistill") -> tuple[nn.Module, int]:
-    # Minimax (IDC's ResNetAP, "large" inputs): a 7x7 stride-1 stem conv before the 4x pooling
-    kernel = 7 if architecture == "minimax" and image_size > 64 else 3
+    kernel, pool = _resnetap10_stem(image_size, architecture)
     stem = [nn.Conv2d(3, width, kernel, padding=kernel // 2, bias=False), _instance_norm(width), nn.ReLU(inplace=True)]
-    if image_size > 64:
-        # Large images: reduce 4x right after the stem (as torchvision's conv-stride-2 + maxpool stem
-        # does) so the four stages run at 1/4..1/32 resolution; pooling keeps the net stride-free.
-        stem.append(nn.AvgPool2d(4))
+    if pool > 1:
+        stem.append(nn.AvgPool2d(pool))
     widths = [width, 2 * width, 4 * width, 8 * width]
     blocks, in_ch = [], width
     for i, w in enumerate(widths):
         blocks.append(BasicBlockAP(in_ch, w, stride=1 if i == 0 else 2))
         in_ch = w
-    return nn.Sequential(*stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten()), in_ch
+    backbone = nn.Sequential(*stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if architecture == "minimax":
+        # its convs start from N(0, 2 / (k^2 out_channels)), He's fan-out init, not PyTorch's default
+        for module in backbone.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return backbone, in_ch
 
 
 # --------------------------------------------------------------------------- ResNet-18
@@ -123,11 +150,13 @@ def _resnet18(image_size: int, architecture: str = "detdistill") -> tuple[nn.Mod
     # Minimax builds its ResNet-18 with instance norm (GroupNorm(C, C)) by default; torchvision's
     # is otherwise the same network (7x7 stride-2 stem and max-pool at ImageNet sizes)
     net = resnet18(weights=None, norm_layer=_instance_norm if architecture == "minimax" else None)
-    if image_size <= 64:
-        # Low-resolution (CIFAR / RDED) stem: 3x3 stride-1 conv and no max-pool.
+    if image_size <= 64 or (architecture == "minimax" and image_size <= 128):
+        # Low-resolution (CIFAR / RDED) stem: 3x3 stride-1 conv; Minimax keeps the max-pool at 65-128 px
         net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-        net.maxpool = nn.Identity()
+        if architecture != "rded":  # RDED swaps the conv in after torchvision's init: PyTorch's default
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        if image_size <= 64:
+            net.maxpool = nn.Identity()
     dim = net.fc.in_features
     net.fc = nn.Identity()  # the backbone returns pooled features; the Linear lives in Classifier
     return net, dim

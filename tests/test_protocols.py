@@ -5,6 +5,7 @@ stage and a dry run of the workflow."""
 
 import copy
 import itertools
+import re
 
 import pandas as pd
 import pytest
@@ -38,10 +39,14 @@ def test_a_preset_fills_only_the_keys_the_config_leaves_out_and_names_the_overri
     assert evaluation["train"]["lighting"] == 0.1 and evaluation["train"]["color_jitter"] == 0.4  # filled in
     assert evaluation["architecture"] == "minimax" and evaluation["models"] == ["convnet"]
     assert evaluation["epochs_by_ipc"][1] == [10, 2000] and evaluation["report_best_epoch"] is True
-    assert notes == ["dataset 'a': the config overrides the minimax protocol's "
-                     "datasets.a.evaluation.width, datasets.a.evaluation.train.lr"]
+    # the overrides first, then the preset's own differences from its source, one line each
+    assert notes[0] == ("dataset 'a': the config overrides the minimax protocol's "
+                        "datasets.a.evaluation.width, datasets.a.evaluation.train.lr")
+    assert notes[1:] == ["the minimax protocol (datasets a) differs from its source on purpose in:",
+                         *(f"  - {line}" for line in protocols.DIFFERENCES["minimax"])]
     # the preset itself is not changed by a merge
-    assert protocols.PRESETS["minimax"]["width"] == 128 and protocols.PRESETS["minimax"]["train"]["lr"] == 0.01
+    assert protocols.PRESETS["minimax"]["width"] == {"convnet": 128, "resnetap10": 64}
+    assert protocols.PRESETS["minimax"]["train"]["lr"] == 0.01
 
 
 def test_default_protocol_changes_nothing_and_an_unknown_one_names_the_key():
@@ -212,6 +217,9 @@ def test_rded_protocol_evaluations_read_the_detector(tmp_path):
     configfile = _protocol_config(workdir, "rded")
     target = "results/tiny/ipc2/eval/d4m/convnet.parquet"
     out = snakemake(workdir, target, "--configfile", configfile, "--dry-run").stdout
+    # the preset's differences from RDED's code, printed at the start
+    assert re.search(r"^the rded protocol \(datasets [^)]*\btiny\b[^)]*\) differs from its source", out, re.M)
+    assert "\n  - weight decay applies to every parameter" in out
     evaluate_job = out[out.index("rule evaluate:"):]
     evaluate_job = evaluate_job[:evaluate_job.index("wildcards:")]
     assert "results/tiny/classifiers/detector/model.safetensors" in evaluate_job  # an input of the evaluation
@@ -230,6 +238,26 @@ def test_an_unknown_protocol_or_a_missing_teacher_file_stops_in_one_line(tmp_pat
     proc = snakemake(workdir, "results/tiny/ipc2/eval/d4m/convnet.parquet", "--configfile", configfile, "-n",
                      check=False)
     assert_stops_with(proc, expected)
+
+
+def test_changing_one_models_width_re_runs_only_that_model(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    targets = {name: f"results/tiny/eval_full/{name}.parquet" for name in ("convnet", "resnetap10")}
+    snakemake(workdir, *targets.values(), "--configfile", "tiny.yaml")  # tiny.yaml: width 8
+
+    def with_width(configfile, width):
+        config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+        config["datasets"]["tiny"]["evaluation"]["width"] = width
+        (workdir / configfile).write_text(yaml.safe_dump(config))
+        return configfile
+
+    # the mapping form of the same widths: every job's params as before
+    same = with_width("same.yaml", {"convnet": 8, "resnetap10": 8})
+    assert [planned_jobs(workdir, same, target) for target in targets.values()] == [{}, {}]
+    # a wider ResNetAP-10 re-runs its trainings and no ConvNet's
+    wider = with_width("wider.yaml", {"convnet": 8, "resnetap10": 16})
+    assert planned_jobs(workdir, wider, targets["convnet"]) == {}
+    assert planned_jobs(workdir, wider, targets["resnetap10"]) == {"evaluate_full": 1}
 
 
 def test_a_teacher_or_ipc_batch_sizes_re_run_no_full_data_evaluation(tmp_path):
