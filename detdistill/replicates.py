@@ -50,7 +50,8 @@ def expand(config: dict) -> None:
             copied["construction_seed"] = seed
             copied["replicate_of"] = name
             copied["judge_of"] = entry.get("judge_of") or name  # same images, labels and judge settings
-            copied["detector"]["train"]["seed"] = seed
+            if "train" in copied["detector"]:  # a detector loaded from `weights` has no training to seed
+                copied["detector"]["train"]["seed"] = seed
             datasets[replicate] = copied
 
 

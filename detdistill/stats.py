@@ -73,6 +73,31 @@ def paired_row(method_runs: pd.Series, baseline_runs: pd.Series) -> dict | None:
     }
 
 
+def welch_difference(ours, published_mean: float, published_std: float, published_n: int,
+                     confidence: float = CONFIDENCE) -> dict:
+    """Our per-seed values minus a published mean ± sample std over `published_n` seeds: the
+    difference of the means with Welch's t interval (unequal variances, Welch-Satterthwaite degrees
+    of freedom). A published figure without a std counts as exact (a one-sample t interval, df
+    n - 1). The verdict, on the printed bounds as `_verdict`'s: "reproduced" when the interval
+    holds 0, else "below" or "above"; "one seed" with a single value of ours."""
+    ours = np.asarray(ours, dtype=np.float64)
+    diff = float(ours.mean() - published_mean)
+    if len(ours) < 2:
+        return {"diff": diff, "ci_low": float("nan"), "ci_high": float("nan"), "df": float("nan"), "verdict": "one seed"}
+    ours_var = ours.var(ddof=1) / len(ours)
+    published_var = 0.0 if pd.isna(published_std) else float(published_std) ** 2 / published_n
+    se = np.sqrt(ours_var + published_var)
+    if se == 0:  # identical values of ours and an exact published figure
+        low = high = diff
+        df = float(len(ours) - 1)
+    else:
+        df = (ours_var + published_var) ** 2 / (ours_var**2 / (len(ours) - 1) + published_var**2 / (published_n - 1))
+        half = stats.t.ppf(0.5 + confidence / 2, df) * se
+        low, high = diff - half, diff + half
+    verdict = {"higher": "above", "lower": "below", "not resolved": "reproduced"}[_verdict(low, high)]
+    return {"diff": diff, "ci_low": float(low), "ci_high": float(high), "df": float(df), "verdict": verdict}
+
+
 def mean_std_text(mean, std) -> str:
     """`mean ± std` as the tables print it; the mean alone for one seed (std NaN); n/a without runs."""
     if pd.isna(mean):
@@ -96,9 +121,10 @@ def round_differences(frame: pd.DataFrame, columns=("mean_diff", "std_diff", "ci
 
 
 def paired_differences(table: pd.DataFrame, metric: str = "test_accuracy_pct") -> pd.DataFrame:
-    """One row per (model, method, baseline): `paired_row` of the two methods' per-seed `metric`."""
+    """One row per (model, method, baseline): `paired_row` of the two methods' per-seed `metric`.
+    Models with no value of `metric` (best epoch not measured) are left out."""
     rows = []
-    for model, runs in table.groupby("model", sort=True):
+    for model, runs in table.dropna(subset=[metric]).groupby("model", sort=True):
         by_seed = runs.pivot(index="seed", columns="method", values=metric).sort_index()
         for method, baseline in comparisons(by_seed.columns):
             row = paired_row(by_seed[method], by_seed[baseline])
@@ -107,7 +133,22 @@ def paired_differences(table: pd.DataFrame, metric: str = "test_accuracy_pct") -
     return round_differences(pd.DataFrame(rows, columns=PAIRED_COLUMNS))
 
 
-def paired_markdown(paired: pd.DataFrame, title: str) -> str:
+#: the per-run column (%) of each accuracy figure a table may pair and headline
+METRIC_COLUMNS = {"final_epoch": "test_accuracy_pct", "best_epoch": "best_epoch_test_accuracy_pct"}
+METRIC_NAMES = {"final_epoch": "final-epoch test accuracy", "best_epoch": "test-selected best-epoch accuracy"}
+
+
+def paired_by_metric(table: pd.DataFrame) -> pd.DataFrame:
+    """`paired_differences` of the final-epoch accuracy, then (where the runs measured it) of the
+    best-epoch accuracy, each row labelled by its `metric` (a key of METRIC_COLUMNS)."""
+    frames = [paired_differences(table, column).assign(metric=metric) for metric, column in METRIC_COLUMNS.items()
+              if column in table.columns]
+    return pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+
+
+def paired_markdown(paired: pd.DataFrame, title: str, headline: str = "final_epoch", published: str = "") -> str:
+    """The paired differences as markdown, one section per metric, the headline's first; `published`:
+    a section placing ours beside the paper's figures (detdistill.published)."""
     seeds = sorted(paired.seeds.unique()) if len(paired) else []
     critical = ", ".join(f"{stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1):.2f} for {n} seeds" for n in seeds if n > 1)
     interval = f"{CONFIDENCE:.0%} t interval of the mean"
@@ -129,7 +170,16 @@ def paired_markdown(paired: pd.DataFrame, title: str) -> str:
             "the set: a re-run of the whole workflow (another generation, another detector) adds variance "
             "they do not measure."
         ),
-        "",
-        paired.to_markdown(index=False) if len(paired) else "No comparisons: the table has no common methods.",
     ]
+    metrics = list(dict.fromkeys(paired.metric)) if "metric" in paired and len(paired) else [headline]
+    lines += ["", f"Headline: {METRIC_NAMES[headline]} (`evaluation.headline: {headline}`)"
+              + ("; the other figure's differences follow it." if len(metrics) > 1 else ".")]
+    if not len(paired):
+        lines += ["", "No comparisons: the table has no common methods."]
+    for metric in sorted(metrics, key=lambda m: m != headline) if len(paired) else []:
+        rows = paired[paired.metric == metric] if "metric" in paired else paired
+        label = " (headline)" if metric == headline else ""
+        lines += ["", f"## {METRIC_NAMES[metric]}{label}", "", rows.drop(columns="metric", errors="ignore").to_markdown(index=False)]
+    if published:
+        lines += ["", "## Beside the paper's published figures", "", published]
     return "\n".join(lines) + "\n"

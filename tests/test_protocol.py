@@ -278,12 +278,14 @@ def _aggregate(tmp_path, with_best):
 def test_summary_reports_best_epoch_beside_the_final_epoch(tmp_path):
     table, summary = _aggregate(tmp_path, with_best=True)
     assert table.best_epoch_test_accuracy_pct.tolist() == pytest.approx([65, 80, 60, 70])
-    assert list(summary.columns) == ["model", "method", "mean", "std", "seeds",
-                                     "best_epoch_test_selected_mean", "best_epoch_test_selected_std"]
+    # the final-epoch columns first, then the best epoch's, then the headline and published ones (detdistill.published)
+    assert list(summary.columns)[:7] == ["model", "method", "mean", "std", "seeds",
+                                         "best_epoch_test_selected_mean", "best_epoch_test_selected_std"]
     row = summary.set_index("method").loc["conf_sim"]
     assert row["mean"] == pytest.approx(62.5) and row.best_epoch_test_selected_mean == pytest.approx(72.5)
+    assert row.headline_metric == "final_epoch" and row.headline_mean == row["mean"]  # the default headline
     _, plain = _aggregate(tmp_path, with_best=False)
-    assert list(plain.columns) == ["model", "method", "mean", "std", "seeds"]
+    assert list(plain.columns)[:6] == ["model", "method", "mean", "std", "seeds", "headline_metric"]
 
 
 def test_merging_per_seed_full_data_runs_checks_each_file_holds_its_seed(tmp_path):
@@ -317,7 +319,9 @@ def test_evaluate_reports_the_test_selected_best_epoch_beside_the_final_one(tmp_
                                  eval_cfg={**eval_cfg, "report_best_epoch": best, "best_epoch_every": 2}, out_path=out)
         runs[best] = pd.read_parquet(out)
     assert "best_epoch_test_accuracy" not in runs[False].columns  # option off: the table as before
-    assert runs[True].drop(columns=["best_epoch_test_accuracy", "best_epoch"]).equals(runs[False])  # same training
+    # the same training (the measured epochs differ only in the learning curve)
+    curve = ["curve_epoch", "curve_test_accuracy"]
+    assert runs[True].drop(columns=["best_epoch_test_accuracy", "best_epoch", *curve]).equals(runs[False].drop(columns=curve))
     # measured at epochs 2 and 3 (the last); the best is never below the final accuracy
     assert runs[True].best_epoch.isin([2, 3]).all()
     assert (runs[True].best_epoch_test_accuracy >= runs[True].test_accuracy).all()

@@ -15,7 +15,7 @@ from conftest import REPO
 BENCHMARKED_RULES = {"prepare_data", "prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial",
                      "train_classifier", "score_initial", "detect_anomalies", "generate_candidates", "build_refined_set",
                      "select_random_subset", "evaluate", "evaluate_full", "label_consistency", "set_quality", "refinement_figures", "gradcam",
-                     "aggregate_results"}
+                     "learning_curves", "aggregate_results"}
 
 
 @pytest.fixture(scope="module")

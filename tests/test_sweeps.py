@@ -214,7 +214,7 @@ def test_paper_tables_best_epoch_section_lists_only_the_models_that_measured_it(
                            "mean_diff": [3.0, 2.0], "ci_low": [1.0, -1.0], "ci_high": [5.0, 5.0], "verdict": ["higher", "n.s."]})
     text = tables_markdown("tiny", accuracy_long({10: summary}, {10: paired}), pd.DataFrame({"ipc": [], "method": []}),
                            pd.DataFrame({"method": []}))
-    best = text[text.index("## Test-selected best epoch"): text.index("## Table V")]
+    best = text[text.index("## Beside the headline: Test-selected best epoch"): text.index("## Table V")]
     assert "### convnet" in best and "84.00 ± 1.00" in best
     assert "### resnet18" not in best and "n/a" not in best
     assert "60.00 ± 1.00 (+2.00 [-1.00, +5.00])" in text  # ResNet-18's final-epoch cell

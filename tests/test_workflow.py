@@ -139,7 +139,12 @@ def test_accuracy_table_and_summary(tiny_run):
     expected = table.groupby(["model", "method"]).test_accuracy_pct.agg(["mean", "std"]).round(2)
     got = summary.set_index(["model", "method"])[["mean", "std"]]
     pd.testing.assert_frame_equal(got.sort_index(), expected.sort_index(), check_exact=False, atol=0.006)
+    # the default headline is the final epoch; digits has no published counterpart (detdistill.published)
+    assert (summary.headline_metric == "final_epoch").all()
+    assert summary.headline_mean.tolist() == summary["mean"].tolist()
+    assert summary.vs_published.str.startswith("no published counterpart: digits: not a dataset of the paper").all()
     paired = pd.read_csv(tiny_run / "results" / "tiny_ipc2_paired.csv")
+    assert (paired.metric == "final_epoch").all()
     ours = paired[(paired.method == "conf_sim") & (paired.model == "convnet")]
     assert sorted(ours.baseline) == sorted(m for m in METHODS if m != "conf_sim")
     assert set(paired[paired.method != "conf_sim"].baseline) == {"d4m"}
@@ -151,6 +156,22 @@ def test_accuracy_table_and_summary(tiny_run):
     assert "variance of building" in (tiny_run / "results" / "tiny_ipc2_paired.md").read_text()
     consistency = pd.read_csv(tiny_run / "results" / "tiny_ipc2_consistency.csv")
     assert sorted(consistency.method) == sorted(["d4m", "conf", "sim", "conf_sim"])
+
+
+def test_learning_curves_of_every_run(tiny_run):
+    """The dataset's final target builds the learning curves: one row per run and epoch (tiny.yaml:
+    2 epochs on a set, 1 on the full data; no best epoch, so the accuracy at the last epoch only,
+    the per-run table's), and the figure."""
+    curves = pd.read_csv(tiny_run / "results" / "tiny_ipc2_learning_curves.csv")
+    table = pd.read_csv(tiny_run / "results" / "tiny_ipc2.csv")
+    assert len(curves) == (len(METHODS) * 2 + 1) * len(MODELS) * len(SEEDS)
+    assert curves.curve_recorded.all() and curves.train_loss.notna().all()
+    final = curves.dropna(subset=["test_accuracy"])
+    assert final.epoch.tolist() == [1 if m == "full" else 2 for m in final.method]
+    merged = final.merge(table, on=["model", "method", "seed"], suffixes=("", "_table"), validate="one_to_one")
+    assert len(merged) == len(table) and (merged.test_accuracy == merged.test_accuracy_table).all()
+    with Image.open(results(tiny_run) / "ipc2" / "figures" / "learning_curves.png") as picture:
+        assert picture.width > 400 and picture.height > 300 * len(METHODS) / 2, picture.size
 
 
 def test_gradcam_models_are_the_evaluations_first_seed(tiny_run):
@@ -211,7 +232,7 @@ def test_changing_beta_reruns_only_downstream_jobs(tiny_run):
 def test_changing_top_k_reruns_only_conf_sim(tiny_run):
     jobs = planned_jobs(tiny_run, _with_refinement(tiny_run, top_k=1))
     assert set(jobs) == {"build_refined_set", "evaluate", "label_consistency", "set_quality", "refinement_figures",
-                         "gradcam", "aggregate_results"}, jobs
+                         "gradcam", "learning_curves", "aggregate_results"}, jobs
     assert jobs["build_refined_set"] == 1
     assert jobs["evaluate"] == len(MODELS)
 
@@ -247,7 +268,7 @@ def test_changing_baselines_reruns_no_evaluation(tiny_run):
     config["datasets"]["tiny"]["evaluation"]["baselines"] = ["random", "kcenter"]
     (tiny_run / "baselines.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(tiny_run, "baselines.yaml")
-    assert set(jobs) <= {"aggregate_results", "set_quality"}, jobs
+    assert set(jobs) <= {"aggregate_results", "learning_curves", "set_quality"}, jobs
 
 
 def test_adding_a_model_reruns_no_other_models_evaluation(tiny_run):
@@ -261,7 +282,7 @@ def test_adding_a_model_reruns_no_other_models_evaluation(tiny_run):
     evaluation["model_epoch_scale"] = {"resnet18": 0.5}
     (tiny_run / "models.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(tiny_run, "models.yaml")
-    assert set(jobs) <= {"aggregate_results", "paper_tables"}, jobs
+    assert set(jobs) <= {"aggregate_results", "learning_curves", "paper_tables"}, jobs
     evaluation["models"] = ["convnet", "resnetap10", "resnet18"]
     evaluation["model_epoch_scale"] = {"resnet18": 0.5, "convnet": 1.0}
     (tiny_run / "models.yaml").write_text(yaml.safe_dump(config))
@@ -281,7 +302,7 @@ def test_best_epoch_models_choose_which_evaluations_measure_it(tiny_run):
     jobs = planned_jobs(tiny_run, "best_epoch.yaml")
     convnet_evaluations = list((tiny_run / "results" / "tiny" / "ipc2" / "eval").glob("*/convnet.parquet"))
     assert jobs.get("evaluate") == len(convnet_evaluations) and jobs.get("evaluate_full") == 1, jobs
-    assert set(jobs) <= {"evaluate", "evaluate_full", "gradcam", "aggregate_results"}, jobs
+    assert set(jobs) <= {"evaluate", "evaluate_full", "gradcam", "learning_curves", "aggregate_results"}, jobs
 
 
 def test_full_data_jobs_per_seed_give_the_same_table(tiny_run, tmp_path):
@@ -298,7 +319,7 @@ def test_full_data_jobs_per_seed_give_the_same_table(tiny_run, tmp_path):
     (workdir / "per_seed.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(workdir, "per_seed.yaml")
     assert jobs.get("evaluate_full_seed") == len(MODELS) * len(SEEDS) and jobs.get("evaluate_full") == len(MODELS), jobs
-    assert set(jobs) <= {"evaluate_full_seed", "evaluate_full", "aggregate_results"}, jobs
+    assert set(jobs) <= {"evaluate_full_seed", "evaluate_full", "learning_curves", "aggregate_results"}, jobs
     # the merge jobs claim no GPU, the per-seed trainings one each
     plan = snakemake(workdir, "results/tiny_ipc2.csv", "-n", "--configfile", "per_seed.yaml").stdout
     claims = set(re.findall(r"rule (evaluate_full\w*):.*?resources: [^\n]*gpu=(\d)", plan, flags=re.S))
@@ -318,7 +339,7 @@ def test_full_data_jobs_per_seed_give_the_same_table(tiny_run, tmp_path):
     assert jobs == {"evaluate_full_seed": 1, "evaluate_full": 1}, jobs
     # back to per_model: the full-data jobs train again (their set of inputs changed), nothing upstream
     jobs = planned_jobs(workdir, "tiny.yaml")
-    assert jobs.get("evaluate_full") == len(MODELS) and set(jobs) <= {"evaluate_full", "aggregate_results"}, jobs
+    assert jobs.get("evaluate_full") == len(MODELS) and set(jobs) <= {"evaluate_full", "learning_curves", "aggregate_results"}, jobs
 
 
 def test_report_embeds_every_declared_result(tiny_run):
@@ -338,6 +359,6 @@ def test_report_embeds_every_declared_result(tiny_run):
     for method in ["d4m", "conf", "sim", "conf_sim"]:
         sheet = (results(tiny_run) / "ipc2" / "sets" / f"{method}.png").read_bytes()
         assert base64.b64encode(sheet).decode()[:4000] in html, f"{method}.png is not embedded"
-    for picture in ["flagged", "candidates", "gradcam"]:
+    for picture in ["flagged", "candidates", "gradcam", "learning_curves"]:
         drawn = (results(tiny_run) / "ipc2" / "figures" / f"{picture}.png").read_bytes()
         assert base64.b64encode(drawn).decode()[:4000] in html, f"{picture}.png is not embedded"

@@ -15,6 +15,17 @@ from ..device import pick_device, seed_everything
 log = logging.getLogger("detdistill")
 
 REPORTED_BETAS = (0.5, 0.7, 0.9)
+#: a loaded classifier at most this many times chance accuracy on the test split is warned about:
+#: a file trained with another class order scores near chance, which no key or shape check can see
+CHANCE_WARNING = 1.5
+
+
+def classifier_build(clf_cfg: dict, num_classes: int, image_size: int) -> dict:
+    """build_model's arguments for a `detector`/`judge`/teacher section (its defaults record nothing
+    in the saved file, so classifiers trained before the keys existed keep their bytes)."""
+    return {"name": clf_cfg["model"], "num_classes": int(num_classes), "image_size": int(image_size),
+            "width": clf_cfg.get("width", 64), "architecture": clf_cfg.get("architecture", "detdistill"),
+            "normalization": clf_cfg.get("normalization", "half")}
 
 
 def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cfg: dict, out_model, out_metrics, out_test_scores,
@@ -22,10 +33,13 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
     """Detector or judge: trained on the real train split only; test split only for its metrics.
     `true_labels` (the judge): where the manifest carries label noise (`clean_label`, detdistill.noise),
     train on the true labels, so the judge's label-consistency figures stay a measurement.
+    `clf_cfg["weights"]` (a file, detdistill.checkpoints): load it instead of training; the same
+    test-split figures are measured, and the file's sha256 is kept with the model and its metrics.
     `clf_cfg["temperature_scaling"]` (set by the workflow for the detector of a run with
     `refinement.beta_mode: temperature`): fit a softmax temperature on the validation split (never
     the test split) and store it with the model."""
     from ..calibration import VALIDATION_SPLIT, calibration_metrics, fit_temperature
+    from ..checkpoints import file_sha256, load_classifier
     from ..models import build_model
     from ..train import TrainConfig, accuracy, predict, save_model
     from ..train import train_classifier as fit_classifier
@@ -33,18 +47,31 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
     manifest = pd.read_parquet(manifest_path)
     train, test = data.train_split(manifest), manifest[manifest.split == "test"]
     num_classes = manifest.label.nunique()
-    cfg = TrainConfig.from_dict(clf_cfg["train"])
-    seed_everything(cfg.seed)
-    model = build_model(clf_cfg["model"], num_classes, image_size, clf_cfg.get("width", 64))
+    build = classifier_build(clf_cfg, num_classes, image_size)
     device = pick_device()
-    on_true_labels = true_labels and "clean_label" in train.columns
-    if on_true_labels:
-        train = train.assign(label=train.clean_label)
-    images, train_labels = data.load_images(train, source_cfg, image_size), data.label_tensor(train)
-    history = fit_classifier(model, images, train_labels, cfg, device, desc=clf_cfg["model"], log=log.info)
-    train_accuracy = accuracy(model, images, train_labels, device)
-    del images  # the train images go before the test images come: the job holds one set at a time
+    weights = clf_cfg.get("weights")
+    on_true_labels = true_labels and "clean_label" in train.columns and not weights
     meta = {"name": clf_cfg["model"], "num_classes": num_classes, "image_size": image_size, "width": clf_cfg.get("width", 64)}
+    if weights:
+        weights_sha256 = file_sha256(weights)
+        if clf_cfg.get("weights_sha256", weights_sha256) != weights_sha256:
+            raise data.DataError(f"{weights} changed after the workflow checked it (sha256 {clf_cfg['weights_sha256']}, "
+                                 f"now {weights_sha256}): start the run again")
+        model = load_classifier(weights, build).to(device)
+        meta["weights_sha256"] = weights_sha256
+        # a file's own training is unknown here; its test-split figures below are what the run measures
+        history, train_accuracy = None, None
+        log.info("classifier %s: weights loaded from %s (sha256 %s), not trained", clf_cfg["model"], weights, weights_sha256)
+    else:
+        cfg = TrainConfig.from_dict(clf_cfg["train"])
+        seed_everything(cfg.seed)
+        model = build_model(**build)
+        if on_true_labels:
+            train = train.assign(label=train.clean_label)
+        images, train_labels = data.load_images(train, source_cfg, image_size), data.label_tensor(train)
+        history = fit_classifier(model, images, train_labels, cfg, device, desc=clf_cfg["model"], log=log.info)
+        train_accuracy = accuracy(model, images, train_labels, device)
+        del images  # the train images go before the test images come: the job holds one set at a time
     calibration = None
     if clf_cfg.get("temperature_scaling"):
         validation = manifest[manifest.split == VALIDATION_SPLIT]
@@ -71,7 +98,7 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
     save_model(model, out_model, meta)
     metrics = {
         "model": clf_cfg["model"],
-        "train_images": len(train),
+        "train_images": None if weights else len(train),
         "test_images": len(test),
         "test_accuracy": float((probs.argmax(1) == test_labels).float().mean()),
         "train_accuracy": train_accuracy,
@@ -80,6 +107,8 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
         "test_target_softmax_median": float(p_target.median()),
         "test_share_below_beta": {str(b): float((p_target < b).float().mean()) for b in REPORTED_BETAS},
         "final_loss": history[-1]["loss"] if history else None,
+        "trained_in_run": not weights,
+        **({"weights": str(weights), "weights_sha256": weights_sha256} if weights else {}),
         "train_config": clf_cfg,
         **({"temperature_scaling": calibration} if calibration else {}),
     }
@@ -89,6 +118,9 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
         test_scores["p_target_raw"] = _of_target(_softmax(test_logits, 1.0), test_labels).numpy()
     io.write_parquet(test_scores, out_test_scores)
     log.info("classifier %s: test accuracy %.4f", clf_cfg["model"], metrics["test_accuracy"])
+    if weights and metrics["test_accuracy"] <= CHANCE_WARNING / num_classes:
+        log.warning("classifier %s from %s: test accuracy %.4f is near chance (%d classes): does the file's class "
+                    "order match the dataset's?", clf_cfg["model"], weights, metrics["test_accuracy"], num_classes)
 
 
 #: images decoded at a time when scoring: bounds memory (10,000 candidates at 256 px would be 2 GB

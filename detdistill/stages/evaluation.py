@@ -98,7 +98,9 @@ def merge_seed_runs(paths: list, *, seeds: list[int], out_path) -> None:
 def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg: dict, model_name: str, eval_cfg: dict,
                     ipc: int | None, out_path, teacher_path=None, seeds: list[int] | None = None) -> None:
     """Train `model_name` from scratch on a set, once per seed; final-epoch accuracy on the real
-    test split (and, with `evaluation.report_best_epoch`, the test-selected best epoch's)."""
+    test split (and, with `evaluation.report_best_epoch`, the test-selected best epoch's), and each
+    run's learning curve (detdistill.learning_curves)."""
+    from ..learning_curves import run_columns
     from ..train import accuracy
 
     method = set_frame.method.iloc[0]
@@ -111,7 +113,9 @@ def _train_and_test(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_c
         log.info("%s %s seed %d: final-epoch test accuracy %.4f", method, model_name, seed, acc)
         rows.append({"method": method, "model": model_name, "seed": seed, "train_images": len(set_frame),
                      "epochs": trained.epochs, "test_accuracy": acc,
-                     **(trained.tracker.best(run) if trained.tracker else {})})
+                     **(trained.tracker.best(run) if trained.tracker else {}),
+                     **run_columns(trained.histories[run], trained.tracker.curves[run] if trained.tracker else None, acc,
+                                   trained.epochs)})
     io.write_parquet(pd.DataFrame(rows), out_path)
 
 
@@ -126,6 +130,18 @@ class TrainedOnSet:
     epochs: int
     device: torch.device
     tracker: object | None  # best_epoch.BestEpochTracker when asked for
+    histories: list[list[dict]]  # per run, train_classifiers' per-epoch history (loss, lr)
+
+
+def evaluation_model(eval_cfg: dict, model_name: str, num_classes: int):
+    """A freshly initialised `model_name` as an evaluation builds it: at `image_size`, at its own
+    width (`evaluation.width`, one integer or a mapping model -> width), in the configured
+    architecture variant and input normalisation."""
+    from ..models import build_model, model_width
+
+    return build_model(model_name, num_classes, eval_cfg["image_size"], model_width(eval_cfg.get("width"), model_name),
+                       architecture=eval_cfg.get("architecture", "detdistill"),
+                       normalization=eval_cfg.get("normalization", "half"))
 
 
 def train_on_set(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg: dict, model_name: str, eval_cfg: dict,
@@ -134,12 +150,12 @@ def train_on_set(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg:
     """The evaluation protocol's training: `model_name` from scratch on a set, one run per seed
     (`evaluation.seeds` unless `seeds` is given: a run's weights depend on its seed only, so the
     run of seed s is the evaluation's run of seed s, bit for bit on the CPU). Images are loaded at
-    `load_size`; training crops (RandomResizedCrop) and the test centre crop are `image_size`
-    (Minimax: 256 -> 224). `test`: the (images, labels) of an earlier call on the same manifest,
-    so a job training on several sets reads the test split once."""
+    `load_size` (short side, centre-cropped; Minimax and RDED: `image_size`, no larger load);
+    training crops (RandomResizedCrop) and the test centre crop are `image_size`. `test`: the
+    (images, labels) of an earlier call on the same manifest, so a job training on several sets
+    reads the test split once. The models are `evaluation_model`'s."""
     from torchvision.transforms.v2 import functional as TF
 
-    from ..models import build_model
     from ..train import TrainConfig, accuracy, train_classifiers
 
     crop_size = eval_cfg["image_size"]
@@ -161,9 +177,7 @@ def train_on_set(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg:
     models = []
     for seed in seeds:
         seed_everything(seed)  # each model's initialisation
-        models.append(build_model(model_name, num_classes, crop_size, eval_cfg.get("width", 64),
-                                  architecture=eval_cfg.get("architecture", "detdistill"),
-                                  normalization=eval_cfg.get("normalization", "half")))
+        models.append(evaluation_model(eval_cfg, model_name, num_classes))
     # evaluation.report_best_epoch: test accuracy at some epochs too (test-selected, reported apart)
     tracker = measured = None
     if track_best:
@@ -172,10 +186,10 @@ def train_on_set(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg:
         tracker = BestEpochTracker(len(models), lambda i: accuracy(models[i], test_images, test_labels, device))
         measured = measured_epochs(eval_cfg, epochs)
     teacher = None if teacher_path is None else load_teacher(teacher_path, num_classes, device)
-    train_classifiers(models, seeds, images, labels, cfg, device, stack=eval_cfg.get("stack_seeds", "auto"),
-                      desc=f"{method}/{model_name}", log=log.info, on_evaluate=tracker, evaluate_at=measured,
-                      teacher=teacher, temperature=eval_cfg.get("teacher_temperature", 1.0))
-    return TrainedOnSet(seeds, models, test_images, test_labels, epochs, device, tracker)
+    histories = train_classifiers(models, seeds, images, labels, cfg, device, stack=eval_cfg.get("stack_seeds", "auto"),
+                                  desc=f"{method}/{model_name}", log=log.info, on_evaluate=tracker, evaluate_at=measured,
+                                  teacher=teacher, temperature=eval_cfg.get("teacher_temperature", 1.0))
+    return TrainedOnSet(seeds, models, test_images, test_labels, epochs, device, tracker, histories)
 
 
 def gradcam(*, set_paths: dict, manifest_path, source_cfg: dict, eval_cfg: dict, gradcam_cfg: dict, ipc: int,
@@ -217,13 +231,18 @@ def gradcam(*, set_paths: dict, manifest_path, source_cfg: dict, eval_cfg: dict,
     io.write_png(figure, out_png)
 
 
-def aggregate(*, eval_paths, out_csv, out_summary, out_paired, out_paired_md, title: str) -> None:
+def aggregate(*, eval_paths, out_csv, out_summary, out_paired, out_paired_md, title: str, ipc: int | None = None,
+              comparison: dict | None = None, published_path=None) -> None:
     """The per-run table, the per-(model, method) summary, and the paired per-seed differences
-    (detdistill.stats) as CSV and markdown."""
-    from .. import best_epoch
-    from ..stats import paired_differences, paired_markdown
+    (detdistill.stats) as CSV and markdown. `comparison`: `detdistill.published.counterpart`'s
+    answer (the headline figure, and whether the paper has figures for these runs, read from
+    `published_path`); the summary gains the headline columns and the published ones beside ours."""
+    from .. import best_epoch, published
+    from ..learning_curves import without_curves
+    from ..stats import paired_by_metric, paired_markdown
 
-    table = pd.concat([pd.read_parquet(p) for p in sorted(map(str, eval_paths))], ignore_index=True)
+    # the learning curves (list columns) are rule learning_curves' long table, not this CSV's
+    table = without_curves(pd.concat([pd.read_parquet(p) for p in sorted(map(str, eval_paths))], ignore_index=True))
     table["test_accuracy_pct"] = 100 * table.test_accuracy
     table = best_epoch.add_percent_column(table)
     table = table.sort_values(["model", "method", "seed"]).reset_index(drop=True)
@@ -237,10 +256,15 @@ def aggregate(*, eval_paths, out_csv, out_summary, out_paired, out_paired_md, ti
     test_selected = best_epoch.summary_columns(table, ["model", "method"])
     if test_selected is not None:  # beside the final-epoch columns, never instead of them
         summary = summary.merge(test_selected, on=["model", "method"], how="left", validate="one_to_one")
+    comparison = comparison or published.NOT_COMPARED
+    summary = published.add_headline(summary, table, comparison["headline"])
+    paper = published.load(published_path) if comparison.get("dataset") else None
+    summary = published.beside_published(summary, table, comparison, ipc, paper)
     io.write_csv(summary, out_summary)
-    paired = paired_differences(table)
+    paired = paired_by_metric(table)
     io.write_csv(paired, out_paired)
-    io.write_text(paired_markdown(paired, title), out_paired_md)
+    io.write_text(paired_markdown(paired, title, comparison["headline"], published.published_section(summary, comparison)),
+                  out_paired_md)
 
 
 def replicates(*, dataset: str, ipc: int, seeds: list[int], eval_paths: list[list[str]], out_csv, out_paired, out_md) -> None:
@@ -252,3 +276,18 @@ def replicates(*, dataset: str, ipc: int, seeds: list[int], eval_paths: list[lis
     io.write_csv(summary, out_csv)
     io.write_csv(paired, out_paired)
     io.write_text(replicate_markdown(dataset, ipc, seeds, summary, paired), out_md)
+
+
+def learning_curves(*, eval_paths, out_csv, out_png, title: str) -> None:
+    """The learning curves of every evaluation run of one dataset and IPC (detdistill.learning_curves):
+    the long table and its figure, methods and models in the order of `eval_paths`."""
+    from .. import learning_curves as curves
+
+    runs = pd.concat([pd.read_parquet(p) for p in map(str, eval_paths)], ignore_index=True)
+    table = curves.long_table(runs)
+    not_recorded = table[~table.curve_recorded]
+    if len(not_recorded):
+        log.info("%d runs without a recorded learning curve (tables written before it)", len(not_recorded))
+    io.write_csv(table, out_csv)
+    io.write_bytes(curves.figure(table, title, methods=list(dict.fromkeys(runs.method)), models=list(dict.fromkeys(runs.model))),
+                   out_png)

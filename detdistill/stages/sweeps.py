@@ -45,16 +45,22 @@ def ipc_sweep(*, dataset: str, ipcs: list[int], summary_paths: list[str], out_cs
 
 
 def paper_tables(*, dataset: str, ipcs: list[int], summary_paths, paired_paths, quality_paths, consistency_paths, out_md,
-                 out_accuracy, out_quality, out_consistency) -> None:
-    """Each path list follows `ipcs`."""
+                 out_accuracy, out_quality, out_consistency, comparison: dict | None = None, published_path=None) -> None:
+    """Each path list follows `ipcs`. `comparison`: detdistill.published.counterpart's answer (the
+    headline figure; the published accuracies are in the summaries already, Table IV's are read
+    from `published_path`)."""
+    from .. import published
     from ..paper_tables import accuracy_long, stacked, tables_markdown
 
     def by_ipc(paths):
         return {ipc: pd.read_csv(path) for ipc, path in zip(ipcs, paths, strict=True)}
 
-    accuracy = accuracy_long(by_ipc(summary_paths), by_ipc(paired_paths))
+    comparison = comparison or published.NOT_COMPARED
+    accuracy = accuracy_long(by_ipc(summary_paths), by_ipc(paired_paths), comparison["headline"])
     quality, consistency = stacked(by_ipc(quality_paths)), stacked(by_ipc(consistency_paths))
     io.write_csv(accuracy, out_accuracy)
     io.write_csv(quality, out_quality)
     io.write_csv(consistency, out_consistency)
-    io.write_text(tables_markdown(dataset, accuracy, quality, consistency), out_md)
+    published_quality = (published.quality_markdown(published.load(published_path), comparison["dataset"])
+                         if comparison.get("dataset") and published_path else "")
+    io.write_text(tables_markdown(dataset, accuracy, quality, consistency, comparison, published_quality), out_md)

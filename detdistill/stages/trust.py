@@ -22,13 +22,14 @@ def trust_split(*, manifest_path, source_cfg: dict, image_size: int, detector_cf
     from ..train import TrainConfig
     from ..trust import TrustConfig, per_class_table, rounds_markdown, trusted_manifest
     from ..trust import trust_split as split_by_trust
+    from .classifiers import classifier_build
 
     manifest = pd.read_parquet(manifest_path)
     train = manifest[manifest.split == "train"].reset_index(drop=True)
     names = data.class_names(manifest)
     clean = train.clean_label.to_numpy() if "clean_label" in train.columns else None
     seed_everything(seed)
-    model = build_model(detector_cfg["model"], len(names), image_size, detector_cfg.get("width", 64))
+    model = build_model(**classifier_build(detector_cfg, len(names), image_size))
     images = data.load_images(train, source_cfg, image_size)
     samples, rounds = split_by_trust(model, images, train.label.to_numpy(), clean, len(names), TrainConfig.from_dict(detector_cfg["train"]),
                                   TrustConfig.from_dict(trust_cfg), pick_device(), seed)

@@ -12,8 +12,11 @@ from detdistill.experiments import arms as experiment_arms
 from detdistill.experiments import expand as expand_noise_experiments
 from detdistill.experiments import generator_note as experiment_generator_note
 from detdistill.protocols import ProtocolError
+from detdistill.published import check_headline
+from detdistill.published import counterpart as published_counterpart
 from detdistill.refine import METHODS as REFINEMENT_METHODS
-from detdistill.protocols import apply as apply_protocols
+from detdistill.protocols import apply_per_dataset as apply_protocols
+from detdistill.protocols import differences_notes, protocol_of
 from detdistill.replicates import ReplicateError
 from detdistill.replicates import check_seeds as check_replicate_seeds
 from detdistill.replicates import construction_seed
@@ -30,9 +33,9 @@ try:
     expand_noise_experiments(config)
     # each dataset's set-construction replicates too (detdistill.replicates)
     expand_replicates(config)
-    # evaluation protocol presets fill the keys the config leaves out (detdistill.protocols)
-    for note in apply_protocols(config):
-        logger.info(note)
+    # evaluation protocol presets fill the keys the config leaves out (detdistill.protocols); what
+    # they say is printed for the datasets the run builds (announce_dataset)
+    PROTOCOL_OVERRIDES = apply_protocols(config)
 except (ExperimentError, ReplicateError, ProtocolError) as error:
     stop(str(error))
 SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))  # the arms too
@@ -49,7 +52,7 @@ wildcard_constraints:
     ipc="[0-9]+",
     part="[0-9]+",
     method="|".join(["d4m", "conf", "sim", "conf_sim", "random", "herding", "kcenter"]),
-    role="detector|judge",
+    role="detector|judge|teacher",
     # a model's name never holds a slash: keeps eval_full/{model}.parquet off eval_full/{model}/seed{seed}.parquet
     model="[^/]+",
     seed="[0-9]+",
@@ -70,12 +73,32 @@ def get_eval_methods(wildcards):
     return dataset_config(wildcards)["evaluation"].get("baselines", DEFAULT_BASELINES) + SYNTHETIC_METHODS
 
 
+PROTOCOL_DIFFERENCES = differences_notes(config)
+_announced = set()
+
+
+def announce_dataset(name):
+    """Once per dataset the DAG builds, before any job runs: the preset keys its config overrides,
+    and (once per protocol) how its evaluation protocol differs from the public code on purpose."""
+    if name in _announced:
+        return
+    _announced.add(name)
+    protocol = protocol_of(config["datasets"][name])
+    lines = PROTOCOL_OVERRIDES.get(name, [])
+    if protocol not in _announced:
+        _announced.add(protocol)
+        lines = lines + PROTOCOL_DIFFERENCES.get(protocol, [])
+    for line in lines:
+        logger.info(line)
+
+
 def dataset_config(wildcards):
     if wildcards.dataset not in config["datasets"]:
         stop(
             f"dataset {wildcards.dataset!r} is not configured: add it under `datasets:` in your config file, "
             f"or target one of {sorted(config['datasets'])}"
         )
+    announce_dataset(wildcards.dataset)
     return config["datasets"][wildcards.dataset]
 
 
@@ -111,6 +134,7 @@ LATER_KEYS_AS_BEFORE = {
     "best_epoch_evaluations": None,
     "best_epoch_after": 0,
     "consistency_weight": 0,
+    "weights": None,
 }
 
 
@@ -311,14 +335,62 @@ def get_eval_tables(wildcards):
 
 
 def get_classifier_config(wildcards):
-    """The `detector` or `judge` section; the detector of a run with `refinement.beta_mode:
-    temperature` also fits its softmax temperature on the validation split (the key is left out
-    otherwise, so other runs keep their params)."""
-    section = canonical(dataset_config(wildcards)[wildcards.role])
+    """The `detector` or `judge` section, or the `evaluation.teacher` entry (role teacher); the
+    detector of a run with `refinement.beta_mode: temperature` also fits its softmax temperature on
+    the validation split (the key is left out otherwise, so other runs keep their params)."""
+    entry = dataset_config(wildcards)
+    if wildcards.role == "teacher":
+        key, section = "evaluation.teacher", entry["evaluation"].get("teacher")
+    else:
+        key, section = wildcards.role, entry[wildcards.role]
+    if not isinstance(section, dict):
+        stop(
+            f"`datasets.{wildcards.dataset}.evaluation.teacher` is {section!r}, no classifier entry: "
+            f"results/{wildcards.dataset}/classifiers/teacher/ is made only for a teacher given as {{model, weights, ...}}"
+        )
+    section = canonical(section)
+    if section.get("weights"):
+        section["weights_sha256"] = check_classifier_weights(wildcards, key, section)
     if wildcards.role == "detector" and get_beta_calibration(wildcards)["mode"] == "temperature":
         require_validation_split(wildcards, "temperature")
         section = {**section, "temperature_scaling": True}
     return section
+
+
+_checked_classifiers = {}
+
+
+def check_classifier_weights(wildcards, key, section):
+    """A classifier section's `weights` file, checked while the DAG is built against the model the
+    section describes (detdistill.checkpoints: key names and shapes only); its sha256, which the
+    job's params carry so that another file re-runs it while a touched or copied one does not (the
+    file is no declared input: its mtime would re-run everything after the classifier)."""
+    from detdistill.checkpoints import CheckpointError, check_file, file_sha256
+    from detdistill.stages.classifiers import classifier_build
+
+    path = section["weights"]
+    where = f"`datasets.{wildcards.dataset}.{key}.weights`"
+    if key == "detector" and trust_enabled(wildcards):
+        stop(
+            f"{where} loads the detector, but `trust.enabled` trains the detector on the trusted images: "
+            "set one of them to null/false"
+        )
+    if not Path(path).is_file():
+        stop(
+            f"{where} is {path!r}, which is no file: put the classifier file there (RDED's pre-trained observers, "
+            "e.g. cifar10_resnet18_modified.pth, are linked from the README of RDED's public code, LINs-lab/RDED; docs/reproduce.md), "
+            "or set the key to null to train the classifier in the run"
+        )
+    build = classifier_build(section, get_num_classes(wildcards), get_image_size(wildcards))
+    stat = Path(path).stat()
+    cache_key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, tuple(sorted(build.items())))
+    if cache_key not in _checked_classifiers:
+        try:
+            check_file(path, build)
+        except CheckpointError as error:
+            stop(f"{where}: {error}")
+        _checked_classifiers[cache_key] = file_sha256(path)
+    return _checked_classifiers[cache_key]
 
 
 def get_section(name):
@@ -363,13 +435,20 @@ def _evaluation_params(wildcards, model):
     """The `evaluation` section as one training of `model` reads it: less `baselines` and
     `models` (which sets and models are evaluated is no setting of one evaluation, so adding a
     model or a baseline must not re-run the others) and with `model_epoch_scale` cut to the
-    model's entry (rescaling one model re-runs only its trainings). With `report_best_epoch` off,
-    or the model not in `best_epoch_models`, its keys are left out too: evaluations made before
-    the option existed are not re-run."""
+    model's entry (rescaling one model re-runs only its trainings), and a per-model `width`
+    mapping cut to the model's width, one integer as the single-width form writes it (changing one
+    model's width re-runs only that model). With `report_best_epoch` off, or the model not in
+    `best_epoch_models`, its keys are left out too: evaluations made before the option existed
+    are not re-run."""
+    from detdistill.models import model_width
+
     section = _evaluation_section(wildcards)
+    if isinstance(section.get("width"), dict):
+        section["width"] = model_width(section["width"], model)
     # best_epoch_models: which models measure it is decided here, per model; full_data_jobs: how
-    # the full-data runs are split into jobs, no setting of a training
-    unused = {"baselines", "models", "best_epoch_models", "full_data_jobs"}
+    # the full-data runs are split into jobs; headline: which figure the tables lead with; no
+    # setting of a training
+    unused = {"baselines", "models", "best_epoch_models", "full_data_jobs", "headline"}
     own_scale = section.get("model_epoch_scale", {}).get(model, 1.0)
     if own_scale != 1.0:
         section["model_epoch_scale"] = {model: own_scale}
@@ -422,8 +501,11 @@ def get_full_data_seed_runs(wildcards):
 
 
 def get_teacher(wildcards):
-    """`evaluation.teacher`: the detector's checkpoint, a user's file, or nothing (no input)."""
+    """`evaluation.teacher`: the detector's checkpoint, a user's file, the classifier rule
+    train_classifier makes of a teacher entry, or nothing (no input)."""
     teacher = dataset_config(wildcards)["evaluation"].get("teacher", "none")
+    if isinstance(teacher, dict):
+        return f"results/{wildcards.dataset}/classifiers/teacher/model.safetensors"
     if teacher == "none":
         return []
     if teacher == "detector":
@@ -431,7 +513,8 @@ def get_teacher(wildcards):
     if not Path(teacher).is_file():
         stop(
             f"`datasets.{wildcards.dataset}.evaluation.teacher` is {teacher!r}, which is no file: give `detector`, "
-            "`none` or the path of a classifier saved by detdistill (.safetensors)"
+            "`none`, the path of a classifier saved by detdistill (.safetensors), or an entry "
+            "{model, architecture, normalization, weights} for a file in another format"
         )
     return teacher
 
@@ -592,6 +675,17 @@ def get_knob_sweep_inputs(wildcards):
         "anomalies": anomalies,
         "reference": expand("{main}/eval/{method}/{model}.parquet", main=main, method=SWEEP_REFERENCE, model=models),
     }
+
+
+def get_published_comparison(wildcards):
+    """The headline figure of the dataset's tables and whether the paper publishes figures for its
+    runs (detdistill.published.counterpart); a headline the evaluations cannot give stops the run."""
+    entry = dataset_config(wildcards)
+    try:
+        check_headline(wildcards.dataset, entry["evaluation"])
+    except DataError as error:
+        stop(str(error))
+    return published_counterpart(wildcards.dataset, entry, Path(workflow.basedir, "resources"))
 
 
 def get_per_ipc_tables(wildcards):

@@ -1,5 +1,7 @@
 # The detector flags synthetic images; the judge (another architecture and seed) only measures
-# label consistency, so refinement is never graded by the model that drove it.
+# label consistency, so refinement is never graded by the model that drove it. A classifier with
+# `weights` is loaded from that file instead of trained (detdistill.checkpoints), with the same
+# outputs; role teacher is an `evaluation.teacher` entry, the rded protocol's soft-label teacher.
 rule train_classifier:
     input:
         manifest=get_train_manifest,

@@ -118,6 +118,30 @@ rule gradcam:
         "../scripts/gradcam.py"
 
 
+# Test accuracy at the measured epochs and training loss per epoch of every evaluation run:
+# detdistill.learning_curves.
+rule learning_curves:
+    input:
+        tables=get_eval_tables,
+    output:
+        table="results/{dataset}_ipc{ipc}_learning_curves.csv",
+        picture=report(
+            "results/{dataset}/ipc{ipc}/figures/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Accuracy",
+            subcategory="{dataset} IPC {ipc}",
+            labels={"dataset": "{dataset}", "IPC": "{ipc}", "table": "learning curves (plot)"},
+        ),
+    log:
+        "logs/learning_curves/{dataset}_ipc{ipc}.log",
+    benchmark:
+        "benchmarks/learning_curves/{dataset}_ipc{ipc}.tsv"
+    conda:
+        "../envs/detdistill.yaml"
+    script:
+        "../scripts/learning_curves.py"
+
+
 rule aggregate_results:
     input:
         tables=get_eval_tables,
@@ -126,6 +150,9 @@ rule aggregate_results:
         quality="results/{dataset}_ipc{ipc}_quality.csv",
         figures="results/{dataset}/ipc{ipc}/figures/flagged.png",
         gradcam="results/{dataset}/ipc{ipc}/figures/gradcam.png",
+        learning_curves="results/{dataset}/ipc{ipc}/figures/learning_curves.png",
+        # the paper's figures, beside ours where the runs have a published counterpart
+        published="resources/paper/zou_published.csv",
     output:
         table=report(
             "results/{dataset}_ipc{ipc}.csv",
@@ -149,5 +176,7 @@ rule aggregate_results:
         "benchmarks/aggregate_results/{dataset}_ipc{ipc}.tsv"
     conda:
         "../envs/detdistill.yaml"
+    params:
+        comparison=get_published_comparison,
     script:
         "../scripts/aggregate_results.py"

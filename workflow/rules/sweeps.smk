@@ -149,6 +149,8 @@ rule ipc_sweep:
 rule paper_tables:
     input:
         unpack(get_per_ipc_tables),
+        # the paper's figures, beside ours where the runs have a published counterpart
+        published="resources/paper/zou_published.csv",
     output:
         markdown=report(
             "results/{dataset}_tables.md",
@@ -168,5 +170,6 @@ rule paper_tables:
         "../envs/detdistill.yaml"
     params:
         ipcs=lambda wildcards: dataset_config(wildcards)["sweeps"]["ipc"],
+        comparison=get_published_comparison,
     script:
         "../scripts/paper_tables.py"

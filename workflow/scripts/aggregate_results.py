@@ -9,4 +9,7 @@ aggregate(
     out_paired=snakemake.output.paired,
     out_paired_md=snakemake.output.paired_md,
     title=f"{snakemake.wildcards.dataset} IPC {snakemake.wildcards.ipc}",
+    ipc=int(snakemake.wildcards.ipc),
+    comparison=snakemake.params.comparison,
+    published_path=snakemake.input.published,
 )

@@ -5,6 +5,8 @@ setup(snakemake)
 paper_tables(
     dataset=snakemake.wildcards.dataset,
     ipcs=snakemake.params.ipcs,
+    comparison=snakemake.params.comparison,
+    published_path=snakemake.input.published,
     summary_paths=list(snakemake.input.summary),
     paired_paths=list(snakemake.input.paired),
     quality_paths=list(snakemake.input.quality),
