@@ -90,7 +90,7 @@ TINY_CLASSES, TINY_COUNTS, TINY_SIZE, TINY_MODELS = 2, (12, 4), 32, ["convnet"]
 RULE_ORDER = ["prepare_data", "prepare_generator", "encode_latents", "compute_prototypes", "synthesize_initial",
               "train_classifier", "score_initial", "detect_anomalies", "generate_candidates", "build_refined_set",
               "select_random_subset", "evaluate", "evaluate_full", "label_consistency", "set_quality", "refinement_figures",
-              "gradcam", "aggregate_results"]
+              "gradcam", "learning_curves", "aggregate_results"]
 #: the rules that train classifiers: projected to the paper's epochs (the others are measured as they are)
 TRAINING_RULES = ("train_classifier", "evaluate", "evaluate_full", "gradcam")
 #: issue "Paper-scale speed": `results/imagenette_ipc10.csv` on one H100
@@ -222,23 +222,27 @@ def build_generator(folder: Path, tiny: bool) -> dict:
 
 # --------------------------------------------------------------------------- 3. config
 def paper_settings() -> dict:
-    """config/imagenette.yaml's dataset entry: the settings the rehearsal copies and projects to."""
-    return yaml.safe_load(PAPER_CONFIG.read_text())["datasets"][PAPER_DATASET]
+    """config/imagenette.yaml's dataset entry with its evaluation protocol's preset filled in (as
+    the workflow fills it at start): the settings the rehearsal copies and projects to."""
+    from detdistill import protocols
+
+    config = {"datasets": {PAPER_DATASET: yaml.safe_load(PAPER_CONFIG.read_text())["datasets"][PAPER_DATASET]}}
+    protocols.apply(config)
+    return config["datasets"][PAPER_DATASET]
 
 
 def ipc_epochs(evaluation: dict, ipc: int, model: str) -> int:
-    """Epochs of an IPC-set evaluation as the schema describes `epochs_by_ipc`: the first [max IPC,
-    epochs] pair whose max IPC >= IPC (else the last), x epoch_scale x model_epoch_scale, rounded."""
-    table = sorted(evaluation["epochs_by_ipc"])
-    epochs = next((e for max_ipc, e in table if ipc <= max_ipc), table[-1][1]) * evaluation.get("epoch_scale", 1.0)
-    return max(1, round(epochs * evaluation.get("model_epoch_scale", {}).get(model, 1.0)))
+    """Epochs of an IPC-set evaluation, as its job computes them."""
+    from detdistill.stages.evaluation import epochs_for
+
+    return epochs_for(evaluation, ipc, model)
 
 
 def full_epochs(evaluation: dict, model: str | None = None) -> int:
-    """Epochs of the full-data evaluation: `full_epochs` (else train.epochs) x model_epoch_scale
-    (none for model None)."""
-    epochs = evaluation.get("full_epochs") or evaluation["train"]["epochs"]
-    return max(1, round(epochs * evaluation.get("model_epoch_scale", {}).get(model, 1.0)))
+    """Epochs of the full-data evaluation, as its job computes them (model None: no per-model scale)."""
+    from detdistill.stages.evaluation import epochs_for
+
+    return epochs_for(evaluation, None, model)
 
 
 def paper_epochs(paper: dict) -> dict:
@@ -270,6 +274,10 @@ def rehearsal_settings(paper: dict, data_root: Path, weights: Path, epoch_scale:
     evaluation = cfg["evaluation"]
     evaluation["epoch_scale"] = paper["evaluation"].get("epoch_scale", 1.0) * epoch_scale
     evaluation["full_epochs"] = max(MIN_EPOCHS, round(full_epochs(paper["evaluation"]) * epoch_scale))
+    if evaluation.get("best_epoch_evaluations"):
+        # the paper run measures the test accuracy N times (Minimax: every E // 100 epochs): the
+        # rehearsal measures N x scale times, so its per-epoch cost projects to the paper's N passes
+        evaluation["best_epoch_evaluations"] = max(1, round(paper["evaluation"]["best_epoch_evaluations"] * epoch_scale))
     # one full-data job per model, as the projection counts them (per_seed's merge job trains nothing)
     evaluation["full_data_jobs"] = "per_model"
     if train_compile is not None:

@@ -5,14 +5,13 @@ import json
 import shlex
 import subprocess
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
 from conftest import REPO, SNAKEMAKE, copy_workflow, snakemake
-from sd_fixtures import IMAGE_SIZE, make_tiny_sd
+from sd_fixtures import IMAGE_SIZE, make_tiny_sd, write_class_images
 
 CLASSES = ["n01440764", "n03028079", "n03888257"]  # tench, church, parachute
 TRAIN_PER_CLASS, VAL_PER_CLASS, IPC = 12, 4, 10
@@ -33,18 +32,7 @@ def readme_gpu_commands() -> list[list[str]]:
 
 def make_imagenette2(root):
     """root/{train,val}/<wnid>/*.JPEG with a class-specific colour, varied size and noise."""
-    rng = np.random.default_rng(0)
-    for split, count in [("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)]:
-        for label, wnid in enumerate(CLASSES):
-            folder = root / split / wnid
-            folder.mkdir(parents=True)
-            for i in range(count):
-                h, w = rng.integers(40, 64, size=2)
-                base = np.zeros((h, w, 3)) + 60
-                base[..., label] = 200
-                pixels = np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{wnid}_{i:04d}.JPEG", quality=90)
-    return root
+    return write_class_images(root, {"train": TRAIN_PER_CLASS, "val": VAL_PER_CLASS}, CLASSES)
 
 
 @pytest.fixture(scope="module")
