@@ -152,7 +152,9 @@ def _panel(ax, rows: pd.DataFrame, name: str, colours: dict, accuracy_limits: tu
         losses = run.dropna(subset=["train_loss"])
         loss_ax.plot(losses.epoch, losses.train_loss, color=colours[seed], linestyle="--", linewidth=0.9, alpha=0.75)
     loss_values = recorded.train_loss.dropna()
-    if len(loss_values) and (loss_values > 0).all():
+    # log scale where the loss spans a decade or more; inside one, a log axis shows few or no labelled
+    # ticks, so the linear scale reads better
+    if len(loss_values) and (loss_values > 0).all() and loss_values.max() >= 10 * loss_values.min():
         from matplotlib.ticker import FuncFormatter
 
         loss_ax.set_yscale("log")
