@@ -182,7 +182,7 @@ def test_only_the_papers_setting_has_a_published_counterpart():
     assert "the paper's cifar10 protocol is rded" in published.counterpart("cifar10", default, resources)["reason"]
     small = _paper_config("imagewoof")
     small["source"]["classes"] = ["n02086240", "n02087394"]  # two of the ten classes
-    assert "not a dataset of the paper" in published.counterpart("imagewoof", small, resources)["reason"]
+    assert "source.classes keeps 2 of imagewoof's 10 classes" in published.counterpart("imagewoof", small, resources)["reason"]
 
 
 def test_headline_key_in_schema_and_presets():
