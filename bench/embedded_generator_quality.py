@@ -1,5 +1,5 @@
 """Quality of an embedded generator trained on the digits default, measured without a trained judge
-where possible, to compare two versions of the training code (issue 9: diffusers' add_noise, KL and
+where possible, to compare two versions of the training code (diffusers' add_noise, KL and
 EMAModel, transformers' LR schedule against the hand-written ones).
 
     # train with the detdistill on PYTHONPATH (config/config.yaml's digits generator settings, 1 thread)

@@ -1,4 +1,4 @@
-"""Label-noise experiments (issue 11): one config entry under `noise_experiments` becomes several
+"""Label-noise experiments: one config entry under `noise_experiments` becomes several
 datasets ("arms") that differ only in their training labels and in whether the trust stage runs,
 and one table that puts them side by side.
 

@@ -1,4 +1,4 @@
-"""Pictures of the refinement for the report (issue 10, point 9), drawn with Pillow:
+"""Pictures of the refinement for the report, drawn with Pillow:
 
 - `flagged_figure`: the initial set (d4m) with every flagged image framed by its reason, beside the
   refined set (conf_sim) with every replacement framed (above it beyond 20 images a class): what

@@ -1,4 +1,4 @@
-"""The paper's tables from one dataset's runs at several IPCs (issue 10 point 10): accuracy by
+"""The paper's tables from one dataset's runs at several IPCs: accuracy by
 method and IPC per model (Tables I-III), the set quality (Table IV), the ablation of conf and sim
 (Table V), and the judge's label consistency. Each from the per-IPC artifacts aggregate_results,
 set_quality and label_consistency write; nothing is recomputed here.

@@ -1,4 +1,4 @@
-"""Evaluation protocols as presets (issue 10 point 1): `datasets.<name>.evaluation.protocol`.
+"""Evaluation protocols as presets: `datasets.<name>.evaluation.protocol`.
 
 A preset fills in the `evaluation` keys (and `evaluation.train` keys) the config does not write;
 every key the config writes wins, and the keys it overrides are named on the console when the

@@ -1,4 +1,4 @@
-"""Repeats of the set construction (issue 10 point 8): the spread that one generation and one
+"""Repeats of the set construction: the spread that one generation and one
 detector hide.
 
 `datasets.<name>.replicates.seeds: [1, 2]` adds the datasets `<name>_rep1`, `<name>_rep2`: the

@@ -1,4 +1,4 @@
-"""Sweeps of the refinement's knobs and of IPC (issue 10, the paper's Fig. 5 and Tables I-III):
+"""Sweeps of the refinement's knobs and of IPC (the paper's Fig. 5 and Tables I-III):
 accuracy against beta, top-k and images per class, as tables and plots.
 
 A beta or top-k sweep point lives under `results/{dataset}/ipc{N}/sweep/{point}/` (`beta0.7`,

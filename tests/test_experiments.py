@@ -1,4 +1,4 @@
-"""Label-noise experiments (detdistill.experiments, issue 11): a `noise_experiments` entry becomes
+"""Label-noise experiments (detdistill.experiments): a `noise_experiments` entry becomes
 datasets that differ only in labels and trust, and one table of them. The expansion and the table
 are checked on hand-made inputs; the DAG (which arms run the trust stage, one-line errors) with -n;
 a whole tiny experiment runs under `-m long`."""

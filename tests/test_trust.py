@@ -1,4 +1,4 @@
-"""The trust-aware split (detdistill.trust, issue 11) through Snakemake on the tiny digits config
+"""The trust-aware split (detdistill.trust) through Snakemake on the tiny digits config
 with 40% symmetric label noise: per-sample table, rounds report, the trusted manifest, and the
 detector and generator reading it while the judge keeps the true labels."""
 

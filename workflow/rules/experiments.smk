@@ -1,4 +1,4 @@
-# Label-noise experiments (issue 11, detdistill.experiments): `noise_experiments.<name>` in the config
+# Label-noise experiments (detdistill.experiments): `noise_experiments.<name>` in the config
 # adds one dataset per arm (clean labels; per noise setting plain and trust-aware), and this rule
 # puts their tables side by side: results/experiments/<name>.md.
 
