@@ -76,30 +76,25 @@ def preset_overrides(eval_cfg: dict) -> list[str]:
     return differing(PRESETS[eval_cfg.get("protocol", "default")], eval_cfg, "evaluation.")
 
 
-def _paper_dataset(source: dict, resources: Path) -> str | None:
-    kind = source.get("kind")
+def _paper_dataset(source: dict, resources: Path) -> tuple[str | None, int]:
+    """(the paper's dataset the source is, 0), or (the paper's dataset whose classes `source.classes`
+    cuts down (by folder or name), its class count), or (None, 0)."""
+    kind, keep = source.get("kind"), set(map(str, source.get("classes") or []))
     if not source.get("classes_file"):
-        return None
+        return None, 0
     try:
         ours = set(read_class_table(source["classes_file"])[0])
     except DataError:
-        return None
-    if source.get("classes") and set(map(str, source["classes"])) != ours:
-        return None  # a subset of the classes
+        return None, 0
     for paper_name, paper in PAPER_DATASETS.items():
-        if kind == paper["kind"] and ours == set(read_class_table(resources / paper["classes"])[0]):
-            return paper_name
-    return None
-
-
-def _subset_of(source: dict, resources: Path) -> str | None:
-    """The paper's dataset whose classes `source.classes` cuts down (by folder or name), if any."""
-    keep = set(map(str, source.get("classes") or []))
-    for paper_name, paper in PAPER_DATASETS.items():
+        if kind != paper["kind"]:
+            continue
         folders, names = read_class_table(resources / paper["classes"])
-        if keep and source.get("kind") == paper["kind"] and keep < set(folders) | set(names):
-            return paper_name
-    return None
+        if keep and keep < set(folders) | set(names):
+            return paper_name, len(folders)
+        if ours == set(folders) and (not keep or keep == ours):
+            return paper_name, 0
+    return None, 0
 
 
 def counterpart(name: str, dataset_cfg: dict, resources) -> dict:
@@ -109,11 +104,10 @@ def counterpart(name: str, dataset_cfg: dict, resources) -> dict:
     evaluation = dataset_cfg["evaluation"]
     source = dataset_cfg["source"]
     result = {"dataset": None, "headline": headline(evaluation)}
-    paper_name = _paper_dataset(source, Path(resources))
-    subset_of = _subset_of(source, Path(resources)) if paper_name is None else None
-    if subset_of:
-        return {**result, "reason": f"{name}: source.classes keeps {len(source['classes'])} of {subset_of}'s "
-                                    f"{len(read_class_table(Path(resources) / PAPER_DATASETS[subset_of]['classes'])[0])} classes"}
+    paper_name, classes_of_paper = _paper_dataset(source, Path(resources))
+    if classes_of_paper:
+        return {**result, "reason": f"{name}: source.classes keeps {len(source['classes'])} of {paper_name}'s "
+                                    f"{classes_of_paper} classes"}
     if paper_name is None:
         label = source.get("kind") if source.get("kind") == "digits" else f"{name} ({source.get('kind')})"
         return {**result, "reason": f"{label}: not a dataset of the paper (ImageNette, ImageWoof, CIFAR-10 by "
