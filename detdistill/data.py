@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -21,17 +20,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .errors import DataError
+from .image_files import (
+    FolderListing,
+    check_images_decode,
+    check_split_classes,
+    class_folders_in,
+    list_class_folder,
+    read_rgb,
+    skipped_lines,
+)
+
 if TYPE_CHECKING:  # torch is imported where images are loaded: Snakemake imports this module for its DAG
     import torch
 
 MANIFEST_COLUMNS = ["image_id", "label", "class_name", "split", "source"]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".jpe", ".tif", ".tiff"}
 
 log = logging.getLogger("detdistill")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file or config key and the fix."""
 
 
 # --------------------------------------------------------------------------- digits (embedded)
@@ -96,55 +101,19 @@ def load_digits_images(indices, image_size: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- image folders
-# Listed with os.scandir, not torchvision's find_classes / make_dataset: the listing also runs
-# while Snakemake builds the DAG (inspect_source), where importing torchvision (and torch) cost
-# 27-34 s against 3 s for this module on a loaded 2-core machine; make_dataset also recurses into
-# sub-folders (files there would enter the manifest) and reports no skipped non-image entries.
-def _class_dirs(split_dir: Path, class_folders: list[str] | None) -> list[str]:
-    if not split_dir.is_dir():
-        raise DataError(
-            f"dataset folder {split_dir} does not exist: set the dataset's `source.root` (and `source.splits`) "
-            "to the folder holding the split folders"
-        )
-    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    if class_folders is None:
-        return found
-    missing = [c for c in class_folders if c not in found]
-    if missing:
-        raise DataError(f"{split_dir}: class folders {missing} are missing: add them, or drop them from `source.classes`")
-    return class_folders
-
-
-def class_images(class_dir: Path) -> tuple[list[Path], list[str]]:
-    """(image files by name, names of the other entries): only image suffixes enter the manifest."""
-    images, skipped = [], []
-    with os.scandir(class_dir) as entries:  # DirEntry.is_file needs no stat call (10k-file folders)
-        for entry in sorted(entries, key=lambda e: e.name):
-            is_image = entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
-            (images if is_image else skipped).append(entry.name)
-    if not images:
-        raise DataError(
-            f"class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}): "
-            "add images, or drop the class from `source.classes`"
-        )
-    return [class_dir / name for name in images], skipped
-
-
+# Listed with os.scandir (detdistill.image_files), not torchvision's find_classes / make_dataset:
+# the listing also runs while Snakemake builds the DAG (inspect_source), where importing
+# torchvision (and torch) cost 27-34 s against 3 s for this module on a loaded 2-core machine, and
+# make_dataset neither skips system files by name nor reports what it left out.
 def list_image_folder(
-    root: str | Path, splits: dict[str, str], class_folders: list[str]
-) -> tuple[dict[tuple[str, str], list[Path]], dict[Path, list[str]]]:
-    """({(split, class folder): image files}, {class folder path: skipped entry names}) for
-    `root/<split folder>/<class folder>/*`. Missing folders and classes without images raise DataError."""
+    root: str | Path, splits: dict[str, str], class_folders: list[str], inferred: bool = False
+) -> dict[tuple[str, str], FolderListing]:
+    """{(split, class folder): its listing} for `root/<split folder>/<class folder>/**`. Missing
+    folders, classes without images and (with `inferred` classes) class folders in one split
+    only raise DataError."""
     root = Path(root)
-    listing, skipped = {}, {}
-    for split, folder in splits.items():
-        split_dir = root / folder
-        _class_dirs(split_dir, class_folders)
-        for cls_folder in class_folders:
-            listing[split, cls_folder], others = class_images(split_dir / cls_folder)
-            if others:
-                skipped[split_dir / cls_folder] = others
-    return listing, skipped
+    check_split_classes(root, splits, class_folders, inferred)
+    return {(split, cls): list_class_folder(root / folder / cls) for split, folder in splits.items() for cls in class_folders}
 
 
 def imagefolder_manifest(
@@ -153,87 +122,54 @@ def imagefolder_manifest(
     class_folders: list[str] | None = None,
     class_names: list[str] | None = None,
 ) -> pd.DataFrame:
-    """`root/<split folder>/<class folder>/*` for split folders given as {'train': 'train', 'test': 'val'}.
+    """`root/<split folder>/<class folder>/**` for split folders given as {'train': 'train', 'test': 'val'}.
 
     Class order is the explicit `class_folders` list when given (never a file's line order),
-    else the sorted folder names; `class_names` gives human names in the same order.
+    else the sorted folder names; `class_names` gives human names in the same order. An image's
+    id is `<split>/<class folder>/<path inside the class folder, without its suffix>`.
     """
     folders, names = _folder_classes(root, splits, class_folders, class_names)
-    listing, skipped = list_image_folder(root, splits, folders)
-    for class_dir, others in skipped.items():
-        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-        log.warning("skipped %d non-image entries in %s: %s", len(others), class_dir, shown)
+    listings = list_image_folder(root, splits, folders, inferred=class_folders is None)
+    for line in skipped_lines(listings, splits):
+        log.info("%s", line)
     rows = []
-    for (split, cls_folder), files in listing.items():
+    for (split, cls_folder), listing in listings.items():
         label = folders.index(cls_folder)
-        for path in files:
+        class_dir = Path(root) / splits[split] / cls_folder
+        for path in listing.images:
             rows.append(
                 {
-                    "image_id": f"{split}/{cls_folder}/{path.stem}",
+                    "image_id": f"{split}/{cls_folder}/{path.relative_to(class_dir).with_suffix('').as_posix()}",
                     "label": label,
                     "class_name": names[label],
                     "split": split,
                     "source": str(path),
                 }
             )
-    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    repeated = manifest[manifest.image_id.duplicated(keep=False)]
+    if not repeated.empty:
+        first = repeated[repeated.image_id == repeated.image_id.iloc[0]].source.tolist()
+        raise DataError(
+            f"{' and '.join(first)} differ only in their suffix ({len(repeated)} files of the dataset repeat a "
+            "name so): an image is known by its name without the suffix; rename or remove one of each"
+        )
+    return manifest
 
 
 def _folder_classes(root, splits: dict[str, str], class_folders, class_names) -> tuple[list[str], list[str]]:
     """(class folders, human names) in label order: the explicit list, else the sorted train folders."""
-    folders = list(class_folders or _class_dirs(Path(root) / splits["train"], None))
+    folders = list(class_folders or class_folders_in(Path(root) / splits["train"]))
     names = list(class_names or folders)
     if len(names) != len(folders):
         raise DataError(f"`source.class_names` has {len(names)} entries but there are {len(folders)} class folders: give one name per class")
     return folders, names
 
 
-def _image_error(path) -> str | None:
-    """None if `path` decodes completely, else the reason. `Image.verify` reads headers only and
-    passes a truncated JPEG (the usual broken download), so the pixels are decoded; `draft` lets
-    JPEGs decode at reduced scale, which bounds memory for large photos."""
-    import struct
-
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (1, 1))
-            img.load()
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as exc:
-        # what PIL's decoders raise for broken files (UnidentifiedImageError is an OSError)
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def check_images_decode(paths, threads: int = 1) -> None:
-    """DataError naming the unreadable image files (all of them, not only the first)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    paths = list(paths)
-    with ThreadPoolExecutor(max(1, threads)) as pool:  # PIL decodes outside the GIL
-        errors = [(p, e) for p, e in zip(paths, pool.map(_image_error, paths)) if e]
-    if errors:
-        shown = "; ".join(f"{p} ({e})" for p, e in errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
-        raise DataError(f"{len(errors)} of {len(paths)} image files cannot be read: {shown}. Delete or replace them and re-run")
-
-
-def read_rgb(path) -> torch.Tensor:
-    """One image file as uint8 (3,H,W) RGB; DataError naming the file when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.v2 import functional as TF
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}. Delete or replace the file and re-run") from exc
-    return TF.pil_to_tensor(img)
-
-
 def decode_image_files(paths, image_size: int) -> torch.Tensor:
-    """Decode image files as uint8 (N,3,S,S): resize the short side to S, centre-crop. On the
-    job's torch threads (`threads:`): Pillow's decoder and torch's resize release the GIL."""
+    """Decode image files as uint8 (N,3,S,S) (detdistill.image_files.viewer_rgb), resize the
+    short side to S, centre-crop. On the job's torch threads (`threads:`): Pillow's decoder and
+    torch's resize release the GIL."""
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
@@ -435,10 +371,14 @@ def _array_source(source_cfg: dict) -> bool:
     return kind == "digits" or (kind == "cifar10" and not (Path(source_cfg["root"]) / "train").is_dir())
 
 
-def check_source_images(manifest: pd.DataFrame, source_cfg: dict, threads: int = 1) -> None:
-    """Every image file of the manifest decodes (DataError naming those that do not)."""
-    if not _array_source(source_cfg):
-        check_images_decode(manifest.source, threads)
+def check_source_images(manifest: pd.DataFrame, source_cfg: dict, threads: int = 1, listing_path=None) -> dict[str, int]:
+    """Every image file of the manifest decodes (DataError counting those that do not, each
+    listed with its reason in `listing_path`): the count of each conversion decoding makes."""
+    if _array_source(source_cfg):
+        if listing_path is not None:
+            check_images_decode([], threads, listing_path)
+        return {}
+    return dict(check_images_decode(manifest.source, threads, listing_path))
 
 
 def select_classes(manifest: pd.DataFrame, keep: list[str]) -> pd.DataFrame:
@@ -602,11 +542,12 @@ def inspect_source(source_cfg: dict) -> SourceSummary:
     layout = folder_layout(source_cfg)
     if layout is not None:
         root, splits, folders, names = layout
-        listing, _ = list_image_folder(root, splits, folders)
-        for files in listing.values():
-            for path in files:
+        inferred = source_cfg["kind"] == "imagefolder" and not source_cfg.get("classes")
+        listings = list_image_folder(root, splits, folders, inferred)
+        for listing in listings.values():
+            for path in listing.images:
                 add(path)
-        return SourceSummary(names, [len(listing["train", f]) for f in folders], digest.hexdigest())
+        return SourceSummary(names, [len(listings["train", f].images) for f in folders], digest.hexdigest())
     kind = source_cfg["kind"]
     if kind == "digits":
         digits = [str(i) for i in range(10)]

@@ -44,7 +44,7 @@ import torch
 from . import io
 
 #: bump when the key or the stored bytes change meaning
-PIXEL_CACHE_FORMAT = 1
+PIXEL_CACHE_FORMAT = 2
 
 logger = logging.getLogger("detdistill")
 

@@ -8,11 +8,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
+from detdistill import data as data_module
 from detdistill.workflow import check_config
 
 from conftest import REPO, assert_stops_with, copy_workflow, markdown_table_rows, snakemake
@@ -91,7 +93,15 @@ def make_case(workdir: Path, case: str):
                                 [f"`datasets.{case}.num_classes` is 2 but its source has 3 classes ('cat', 'dog', 'owl')",
                                  "set it to 3 or leave it out"]),
         "too_many_num_classes": ({case: dataset(data, num_classes=10)}, target, None, ["num_classes` is 10 but its source has 3 classes"]),
+        "class_only_in_test": ({case: ok}, target, None,
+                               [f"class folder(s) ['yak'] are in {data / 'test'} but not in {data / 'train'}",
+                                "add train images of them", "`source.classes`"]),
+        "class_only_in_train": ({case: ok}, target, None,
+                                [f"class folder(s) ['yak'] are in {data / 'train'} but not in {data / 'test'}", "add test images of them"]),
     }
+    if case.startswith("class_only_in_"):
+        (data / case.removeprefix("class_only_in_") / "yak").mkdir()
+        Image.new("RGB", (8, 8)).save(data / case.removeprefix("class_only_in_") / "yak" / "0.png")
     if case == "empty_class":
         shutil.rmtree(data / "test" / "owl")
         (data / "test" / "owl").mkdir()
@@ -102,7 +112,7 @@ def make_case(workdir: Path, case: str):
 @pytest.mark.parametrize(
     "case",
     ["missing_folder", "empty_class", "ipc_too_large", "ipc_zero", "unknown_dataset", "missing_sd_weights",
-     "misspelled_key", "hyphen-name", "too_few_num_classes", "too_many_num_classes"],
+     "misspelled_key", "hyphen-name", "too_few_num_classes", "too_many_num_classes", "class_only_in_test", "class_only_in_train"],
 )
 def test_dag_time_errors_are_one_line(workdir, case):
     datasets, target, top, expected = make_case(workdir, case)
@@ -212,8 +222,13 @@ def test_corrupt_image_is_found_by_prepare_data_and_its_removal_rebuilds_the_man
 
     proc = run(workdir, manifest_target("corrupt"), datasets)
     log = workdir / "logs" / "prepare_data" / "corrupt.log"
-    assert_job_stops_with(proc, log, "2 of 14 image files cannot be read", str(broken), "fake.png", "Delete or replace them and re-run")
+    listing = "results/corrupt/data/unreadable.txt"
+    assert_job_stops_with(proc, log, "2 of 14 image files cannot be read", f"listed with the reason in {listing}", str(broken),
+                          "fake.png", "Delete or replace them and re-run")
     assert not (workdir / manifest_target("corrupt")).exists()
+    unreadable = pd.read_csv(workdir / listing, sep="\t")  # a log of the job: kept though it failed
+    assert unreadable.file.tolist() == [str(broken), str(data / "test" / "cat" / "fake.png")]  # manifest order
+    assert unreadable.reason.str.contains("Error").all()
 
     broken.unlink()
     (data / "test" / "cat" / "fake.png").unlink()
@@ -221,6 +236,40 @@ def test_corrupt_image_is_found_by_prepare_data_and_its_removal_rebuilds_the_man
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = pd.read_parquet(workdir / manifest_target("corrupt"))
     assert len(manifest) == 12 and str(good) in set(manifest.source)
+
+
+def test_a_folder_as_it_comes_from_a_mac_a_phone_and_a_camera(workdir):
+    """AppleDouble files beside every image, .DS_Store, a hidden notebook folder, a sub-folder of
+    a class and a 16-bit scientific-camera PNG: the images are taken (the nested ones as part of
+    their class), the system files skipped by name and counted, the 16-bit image scaled."""
+    data = make_image_folder(workdir / "data" / "from_mac", ["cat", "dog"])
+    for image in sorted(data.rglob("*.png")):
+        (image.parent / f"._{image.name}").write_bytes(b"\0\x05\x16\x07\0\x02\0\0Mac OS X")
+    for folder in [data, data / "train", data / "train" / "cat"]:
+        (folder / ".DS_Store").write_bytes(b"\0\0\0\x01Bud1")
+    (data / "train" / ".ipynb_checkpoints").mkdir()
+    (data / "train" / "dog" / "batch2").mkdir()
+    for i in range(2):
+        Image.new("RGB", (9, 9), (0, 200, 0)).save(data / "train" / "dog" / "batch2" / f"{i}.png")
+    gradient = np.linspace(0, 65535, 8).astype(np.uint16)[None, :].repeat(8, axis=0)
+    deep = data / "train" / "cat" / "camera.png"
+    Image.fromarray(gradient).save(deep)
+    datasets = {"from_mac": dataset(data)}
+
+    proc = run(workdir, manifest_target("from_mac"), datasets)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    manifest = pd.read_parquet(workdir / manifest_target("from_mac"))
+    assert not manifest.source.str.contains("/\\._|DS_Store|ipynb", regex=True).any()
+    assert {"train/dog/batch2/0", "train/dog/batch2/1", "train/cat/camera"} <= set(manifest.image_id)
+    assert manifest.groupby(["split", "class_name"]).size().to_dict() == {
+        ("test", "cat"): 2, ("test", "dog"): 2, ("train", "cat"): 5, ("train", "dog"): 6}
+    log = (workdir / "logs" / "prepare_data" / "from_mac.log").read_text()
+    assert "skipped 13 system entries by name, never decoded: 12 AppleDouble ._*, 1 .DS_Store" in log  # in the class folders
+    assert "took 2 images in 1 sub-folder as part of their class folder" in log and "train/dog/batch2 (2)" in log
+    assert "decoded as a viewer shows them: 1 16-bit grey scaled from 0..65535" in log
+    pixels = data_module.load_images(manifest[manifest.image_id == "train/cat/camera"], {"kind": "imagefolder"}, 8)
+    # round(v * 255 / 65535) of linspace(0, 65535, 8): 0, 36.4, 72.9, ... (was 0 then 255 everywhere: clipped)
+    assert pixels[0, 0, 0].tolist() == [0, 36, 73, 109, 146, 182, 219, 255]
 
 
 def test_manifest_follows_the_class_folders(workdir):
@@ -232,7 +281,7 @@ def test_manifest_follows_the_class_folders(workdir):
     proc = run(workdir, manifest_target("changing"), datasets)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (workdir / "logs" / "prepare_data" / "changing.log").read_text()
-    assert f"skipped 1 non-image entries in {data / 'train' / 'a|b'}: README.txt" in log
+    assert "skipped 1 entry that is not an image file" in log and "train/a|b/README.txt" in log
     assert "running on the CPU" in log
     assert pd.read_parquet(manifest_path).class_name.unique().tolist() == sorted(AWKWARD)  # names as written
 

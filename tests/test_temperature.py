@@ -58,7 +58,7 @@ def temperature_detector(tmp_path_factory):
     split, with temperature scaling on; its manifest and source."""
     tmp = tmp_path_factory.mktemp("temperature")
     source = {"kind": "digits", "test_fraction": 0.2, "validation_fraction": 0.2, "classes": ["0", "1", "2", "3"]}
-    prepare_data(source_cfg=source, seed=0, out_manifest=tmp / "manifest.parquet")
+    prepare_data(source_cfg=source, seed=0, out_manifest=tmp / "manifest.parquet", out_unreadable=tmp / "unreadable.txt")
     clf = {"model": "convnet", "width": 8, "temperature_scaling": True,
            "train": {"epochs": 4, "batch_size": 32, "optimizer": "adam", "lr": 0.003, "schedule": "constant",
                      "cutmix_alpha": 1.0, "flip": False, "seed": 0}}

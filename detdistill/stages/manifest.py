@@ -10,10 +10,13 @@ from ..noise import noise_summary
 log = logging.getLogger("detdistill")
 
 
-def prepare_data(*, source_cfg: dict, seed: int, out_manifest, threads: int = 1) -> None:
-    """The manifest of every image, written only once each image file has been decoded."""
+def prepare_data(*, source_cfg: dict, seed: int, out_manifest, out_unreadable, threads: int = 1) -> None:
+    """The manifest of every image, written only once each image file has been decoded; every
+    file that cannot be is listed with its reason in `out_unreadable` (a log: kept when the job fails)."""
     manifest = data.build_manifest(source_cfg, seed)
-    data.check_source_images(manifest, source_cfg, threads)
+    conversions = data.check_source_images(manifest, source_cfg, threads, out_unreadable)
+    if conversions:  # what decoding does beyond a plain 8-bit RGB read (detdistill.image_files)
+        log.info("decoded as a viewer shows them: %s", "; ".join(f"{n} {what}" for what, n in sorted(conversions.items())))
     io.write_parquet(manifest, out_manifest)
     counts = manifest.groupby(["split"]).size().to_dict()
     log.info("manifest: %d images, %s, %d classes", len(manifest), counts, manifest.label.nunique())

@@ -3,6 +3,8 @@ rule prepare_data:
         manifest="results/{dataset}/data/manifest.parquet",
     log:
         "logs/prepare_data/{dataset}.log",
+        # every image file that cannot be read, with the reason: a log, so a refusal keeps it
+        unreadable="results/{dataset}/data/unreadable.txt",
     benchmark:
         "benchmarks/prepare_data/{dataset}.tsv"
     conda:
