@@ -1,13 +1,21 @@
 from snakemake.utils import min_version
 
+from detdistill.workflow import check_config_files, report_failed_jobs
+
 min_version("9.0")
 
+# each file checked first: Snakemake's message for one that does not parse names no file or line
+for config_path in check_config_files(
+    [
+        "config/config.yaml",
+        "config/imagenette.yaml",
+        "config/imagewoof.yaml",
+        "config/cifar10.yaml",
+        "config/noise.yaml",
+    ]
+):
 
-configfile: "config/config.yaml"
-configfile: "config/imagenette.yaml"
-configfile: "config/imagewoof.yaml"
-configfile: "config/cifar10.yaml"
-configfile: "config/noise.yaml"
+    configfile: config_path
 
 
 report: "workflow/report/workflow.rst"
@@ -28,6 +36,11 @@ include: "workflow/rules/quality.smk"
 include: "workflow/rules/experiments.smk"
 include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/replicates.smk"
+
+
+# each failed job's cause repeated as the run's last lines, below Snakemake's own about the failure
+onerror:
+    report_failed_jobs(workflow, log)
 
 
 rule all:

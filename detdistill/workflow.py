@@ -33,6 +33,11 @@ def _user_error_hook(exc_type, exc, tb) -> None:
         sys.__excepthook__(exc_type, exc, tb)
 
 
+#: every job's log lines (`setup`); `_LOGGED_ERROR` reads its ERROR lines back
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_LOGGED_ERROR = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?:ERROR|CRITICAL) [^\s:]+: (.*)$", re.M)
+
+
 #: the line each job's log ends with; bench/memory_cifar10.py reads it
 PEAK_RSS_PREFIX = "peak RSS (kernel high-water mark):"
 
@@ -92,7 +97,7 @@ def setup(snakemake) -> logging.Logger:
     sys.excepthook = _user_error_hook
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
         handlers=[logging.StreamHandler(stream)],
         force=True,
     )
@@ -119,6 +124,50 @@ def setup(snakemake) -> logging.Logger:
 
 
 # --------------------------------------------------------------------------- config
+def check_config_files(paths) -> list:
+    """`paths`, once each existing one parses as a mapping; else stop with one line naming the file,
+    the line and column, and what the parser expected (Snakemake's `configfile:` says only "Config
+    file is not valid JSON or YAML", without the file). A missing file is left to Snakemake, which
+    names it, or skips it when `--configfile` is given."""
+    import json
+
+    import yaml
+
+    paths = list(paths)
+    for path in map(Path, paths):
+        if not path.exists():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            stop(f"config file {path} cannot be read as UTF-8 text ({error}): fix or replace it")
+        try:
+            content = json.loads(text)  # Snakemake tries JSON first: JSON indented with tabs is no YAML
+        except ValueError:
+            try:
+                content = yaml.safe_load(text)
+            except yaml.YAMLError as error:
+                stop(f"config file {path} is not valid YAML: {describe_yaml_error(error)}; fix it there")
+        if content is None:
+            stop(f"config file {path} holds no config keys (it is empty or all comments): write `key: value` lines at its top level")
+        if not isinstance(content, dict):
+            stop(f"config file {path} holds a {type(content).__name__}, not a mapping of config keys: write `key: value` lines at its top level")
+    return paths
+
+
+def describe_yaml_error(error) -> str:
+    """Where a YAML parse error is and what the parser expected, 1-based as editors count."""
+    problem_mark, context_mark = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
+    if problem_mark is None:
+        return str(error).replace("\n", " ")
+    where = f"line {problem_mark.line + 1}, column {problem_mark.column + 1}"
+    context = ""
+    if error.context:
+        started = f" that started at line {context_mark.line + 1}, column {context_mark.column + 1}" if context_mark else ""
+        context = f" ({error.context}{started})"
+    return f"{where}: {error.problem}{context}"
+
+
 def check_config(config: dict, schema_path: str | os.PathLike) -> dict:
     """The schema, once `config` passes it; else stop with one line naming the first key it
     rejects and the fix (Snakemake's `validate` prints the whole schema and config after its
@@ -189,3 +238,102 @@ def split_evenly(items, parts: int) -> list[list]:
     if rest:
         raise ValueError(f"{len(items)} inputs do not split into {parts} equal parts")
     return [items[i * size : (i + 1) * size] for i in range(parts)]
+
+
+# --------------------------------------------------------------------------- failed jobs
+def report_failed_jobs(workflow, log) -> None:
+    """The Snakefile's `onerror:`. Repeat each failed job's cause as the very last lines of the
+    run's output: Snakemake prints its own lines (RuleException, "Complete log", WorkflowError)
+    after this hook, so the lines are printed at exit. Never raises: a bug here must not hide the
+    jobs' own errors."""
+    try:
+        lines = failed_job_lines(workflow, log)
+    except Exception as error:  # any bug here: say so, and keep Snakemake's output
+        lines = [f"error: could not list the failed jobs ({type(error).__name__}: {error}): their errors are above"]
+    if lines:
+        atexit.register(_print_last, lines)
+
+
+def _print_last(lines) -> None:
+    try:
+        sys.stderr.flush()
+        print("\n".join(lines), file=sys.stderr, flush=True)
+    except Exception:  # an exit hook's exception would end the output with a traceback
+        pass
+
+
+def failed_job_lines(workflow, main_log) -> list[str]:
+    """One line per failed job (`failed_job_line`), sorted. The jobs come from Snakemake's
+    scheduler, or, where a Snakemake version keeps them elsewhere, from its main log `main_log`
+    (the `log` Snakemake passes to `onerror`: a path or a list of paths)."""
+    failed = getattr(getattr(workflow, "scheduler", None), "failed", None)
+    if failed is None:
+        jobs = failed_jobs_in_main_log(main_log)
+    else:
+        jobs = []
+        for job in failed:
+            inner = list(getattr(job, "jobs", None) or [job])  # a group job: its jobs that say what failed
+            named = [j for j in inner if any(log_cause(_read(f)) for f in j.log)]
+            jobs += [(j.rule.name, [str(f) for f in j.log]) for j in (named or inner)]
+    return [failed_job_line(rule, logs) for rule, logs in sorted({(rule, tuple(logs)) for rule, logs in jobs})]
+
+
+#: a failed job in Snakemake's main log: "Error in rule NAME:" then indented fields, one of them
+#: "log: a.log, b.log (check log file(s) for error details)"
+_MAIN_LOG_ERROR = re.compile(r"^Error in rule (\S+):\n((?:[ \t]+.*\n?)*)", re.M)
+_MAIN_LOG_LOGS = re.compile(r"^\s+log: (.*?)(?: \(check log file\(s\) for error details\))?$", re.M)
+
+
+def failed_jobs_in_main_log(main_log) -> list[tuple[str, list[str]]]:
+    """(rule, log files) of each "Error in rule" block of Snakemake's main log file(s)."""
+    paths = [main_log] if isinstance(main_log, (str, os.PathLike)) else list(main_log or [])
+    jobs = []
+    for path in paths:
+        for block in _MAIN_LOG_ERROR.finditer(_read(path)):
+            logs = _MAIN_LOG_LOGS.search(block.group(2))
+            jobs.append((block.group(1), logs.group(1).split(", ") if logs else []))
+    return jobs
+
+
+def _read(path) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def log_cause(text: str) -> tuple[str, str] | None:
+    """What ended a job, from its log: ("input", message) for the last ERROR line (bad input: a
+    DataError logged by `_user_error_hook`), ("bug", exception line) for the last traceback,
+    whichever comes later; None when there is neither."""
+    causes = []
+    logged = list(_LOGGED_ERROR.finditer(text))
+    if logged:
+        causes.append((logged[-1].start(), "input", logged[-1].group(1).strip()))
+    start = text.rfind("Traceback (most recent call last):")
+    if start >= 0:
+        # the exception's own line: the first after the traceback that is not indented
+        line = next((line for line in text[start:].splitlines()[1:] if line.strip() and not line[0].isspace()), None)
+        if line:
+            causes.append((start, "bug", line.strip()))
+    return max(causes)[1:] if causes else None
+
+
+def failed_job_line(rule: str, logs) -> str:
+    """One line for a failed job: its log's cause (`log_cause`), else where to look."""
+    logs = [str(f) for f in logs]
+    if not logs:
+        return f"error in rule {rule}: the job failed and has no log file: Snakemake's messages above say why"
+    for path in logs:
+        cause = log_cause(_read(path))
+        if cause and cause[0] == "input":
+            return f"error in rule {rule} ({path}): {cause[1]}"
+        if cause:
+            return f"error in rule {rule} ({path}): {cause[1]} (an unexpected error, not bad input: its traceback is in that log)"
+    where = ", ".join(logs)
+    if not any(Path(path).is_file() and Path(path).stat().st_size for path in logs):
+        return f"error in rule {rule}: the job failed before writing its log {where}: Snakemake's messages above say why"
+    return (
+        f"error in rule {rule} ({where}): the job ended without an error message in its log (killed, for "
+        f"instance for lack of memory?): read the log, and Snakemake's messages above for how it ended"
+    )
