@@ -5,8 +5,11 @@
 
 The daemons (munged, mariadbd, slurmdbd, slurmctld, slurmd) run from a scratch folder as root,
 listen on 127.0.0.1 on free ports, and are stopped by their PID when the `with` block or the
-command ends, also on failure. The node offers 2 CPUs and one fake GPU (gres on /dev/null): a job
-asking for `--gpus=1` is scheduled one at a time and sees CUDA_VISIBLE_DEVICES=0, nothing more.
+command ends, also on failure or SIGTERM; a set-up failure is one line naming what failed and its
+log. A run killed outright (SIGKILL) leaves its daemons and /etc links behind: the next start stops
+those daemons by the PIDs that run recorded and removes its links. The node offers 2 CPUs and one
+fake GPU (gres on /dev/null): a job asking for `--gpus=1` is scheduled one at a time and sees
+CUDA_VISIBLE_DEVICES=0, nothing more.
 Accounting runs through slurmdbd and MariaDB so that `sacct` shows the finished jobs.
 
 The SLURM executor plugin clears SLURM_* variables (SLURM_CONF included) before the `srun` inside
@@ -18,11 +21,14 @@ configuration is there).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +40,10 @@ PARTITION = "gpu"  # the partition profiles/slurm names
 CPUS = 2
 REAL_MEMORY_MB = 20000  # above the profile's default mem_mb (16000)
 STARTUP_TIMEOUT_S = 90
+# The first line of every slurm.conf written here: tells a stale link from a killed run apart from a
+# real configuration.
+CONF_MARKER = "# throwaway test cluster of tests/slurm/cluster.py"
+DAEMON_PIDS = "run/daemons.pids"  # "PID NAME" per line, for stopping the daemons of a killed run
 
 
 class ClusterError(RuntimeError):
@@ -54,9 +64,19 @@ def install() -> None:
             "(Debian/Ubuntu, as root: apt-get install -y ...)"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    run_step(["apt-get", "update", "-qq"], env=env)
+    run_step(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], env=env)
+
+
+def run_step(cmd: list[str], **kwargs) -> None:
+    """Run one set-up command; its failure is a ClusterError naming the command and its last output line."""
+    try:
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600, **kwargs)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ClusterError(f"`{' '.join(cmd[:2])}` failed: {error}") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        raise ClusterError(f"`{' '.join(cmd[:2])}` exited with {proc.returncode}: {last}")
 
 
 def free_port() -> int:
@@ -83,26 +103,39 @@ class SlurmCluster:
     # -- lifecycle -------------------------------------------------------------------------
 
     def __enter__(self):
+        # SIGTERM (a CI timeout, `kill`) would end Python without running __exit__: make it an
+        # exception so the daemons stop and the /etc links go.
+        self._previous_sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
         try:
             self.start()
         except BaseException:
-            self.stop()
+            self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def start(self) -> None:
         if os.geteuid() != 0:
             raise ClusterError("the test cluster runs its daemons as root (SlurmUser=root): run as root")
         if missing := missing_commands():
-            raise ClusterError(f"missing {', '.join(missing)}: run `python tests/slurm/cluster.py install`")
+            raise ClusterError(f"missing {', '.join(missing)}: as root on Debian/Ubuntu, run "
+                               "`.venv/bin/python tests/slurm/cluster.py install`")
         for sub in ("munge", "mysql", "etc", "log", "spool/ctld", "spool/d", "run"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir / "munge", 0o700)
         self._write_configs()
-        self._link_etc()
+        try:
+            self._link_etc()
+        except OSError as error:
+            raise ClusterError(f"cannot link the configuration into {ETC_SLURM}: {error}") from None
         self._start_munge()
         self._start_mariadb()
         self._start("slurmdbd", ["slurmdbd", "-D"], ready=self._dbd_ready)
@@ -112,22 +145,34 @@ class SlurmCluster:
                     ready=lambda: self._ok(["sinfo", "-h", "-N", "-o", "%t"], "idle"))
 
     def stop(self) -> None:
-        """Cancel leftover jobs, stop the daemons (newest first) by PID, remove the /etc links."""
-        if any(name == "slurmctld" for name, _ in self.daemons):
+        """Cancel leftover jobs, stop the daemons (newest first) by PID, remove the /etc links.
+
+        Each step runs even if an earlier one fails, so nothing is left for the next run."""
+        try:
+            if any(name == "slurmctld" and proc.poll() is None for name, proc in self.daemons):
+                self._cancel_jobs()
+        finally:
+            try:
+                for _, proc in reversed(self.daemons):
+                    _end(proc.pid, wait=proc.wait)
+                self.daemons.clear()
+            finally:
+                for link in self.etc_links:
+                    if link.is_symlink():
+                        link.unlink()
+                self.etc_links.clear()
+
+    def _cancel_jobs(self) -> None:
+        """scancel every job and wait (up to 30 s) until none is left, so no slurmstepd outlives slurmd."""
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
             subprocess.run(["scancel", "--user", "root"], check=False, env=self.env, capture_output=True, timeout=30)
-        for _, proc in reversed(self.daemons):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.daemons.clear()
-        for link in self.etc_links:
-            if link.is_symlink():
-                link.unlink()
-        self.etc_links.clear()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                queue = subprocess.run(["squeue", "-h", "-o", "%i"], check=False, env=self.env,
+                                       capture_output=True, text=True, timeout=30)
+                if queue.returncode != 0 or not queue.stdout.strip():
+                    return
+                time.sleep(1)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -148,6 +193,7 @@ class SlurmCluster:
         d, p = self.dir, self.ports
         auth = f"socket={self.munge_socket}"
         self.conf.write_text(f"""\
+{CONF_MARKER}
 ClusterName={self.cluster_name}
 SlurmctldHost={self.node}(127.0.0.1)
 SlurmctldPort={p['ctld']}
@@ -204,12 +250,13 @@ StorageLoc=slurm_acct_db
 
     def _link_etc(self) -> None:
         ETC_SLURM.mkdir(parents=True, exist_ok=True)
+        _clear_killed_run()
         for name in ("slurm.conf", "gres.conf"):
             link = ETC_SLURM / name
             if link.exists() or link.is_symlink():
                 raise ClusterError(
                     f"{link} exists: this test cluster would replace a real SLURM configuration; "
-                    "run it on a machine without one (or remove a stale link from a killed run)"
+                    "run it on a machine without one"
                 )
             link.symlink_to(self.conf.parent / name)
             self.etc_links.append(link)
@@ -217,24 +264,24 @@ StorageLoc=slurm_acct_db
     def _start_munge(self) -> None:
         m = self.dir / "munge"
         key = m / "munge.key"
-        subprocess.run(["mungekey", "--create", f"--keyfile={key}", "--force"], check=True,
-                       capture_output=True)
+        run_step(["mungekey", "--create", f"--keyfile={key}", "--force"])
         self._start("munged", ["munged", "--foreground", "--force", f"--socket={self.munge_socket}",
                                f"--key-file={key}", f"--pid-file={m}/munged.pid",
                                f"--log-file={m}/munged.log", f"--seed-file={m}/munged.seed"],
                     ready=self._munge_ready)
 
     def _munge_ready(self) -> bool:
-        cred = subprocess.run(["munge", "-n", "-S", str(self.munge_socket)], check=False, capture_output=True)
+        cred = subprocess.run(["munge", "-n", "-S", str(self.munge_socket)], check=False, capture_output=True,
+                              timeout=30)
         return cred.returncode == 0 and subprocess.run(
-            ["unmunge", "-S", str(self.munge_socket)], input=cred.stdout, check=False, capture_output=True
+            ["unmunge", "-S", str(self.munge_socket)], input=cred.stdout, check=False, capture_output=True,
+            timeout=30,
         ).returncode == 0
 
     def _start_mariadb(self) -> None:
         data = self.dir / "mysql" / "data"
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                        "--auth-root-authentication-method=normal", "--skip-test-db"],
-                       check=True, capture_output=True)
+        run_step(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
+                  "--auth-root-authentication-method=normal", "--skip-test-db"])
         self._start("mariadbd", ["mariadbd", "--no-defaults", f"--datadir={data}", "--user=root",
                                  f"--socket={self.mysql_socket}", f"--port={self.ports['mysql']}",
                                  "--bind-address=127.0.0.1", f"--pid-file={self.dir}/run/mariadbd.pid",
@@ -246,8 +293,11 @@ StorageLoc=slurm_acct_db
             raise ClusterError(f"could not create the slurm database user (socket {self.mysql_socket})")
 
     def _sql(self, statement: str) -> bool:
-        return subprocess.run(["mariadb", "--no-defaults", "-S", str(self.mysql_socket), "-u", "root",
-                               "-e", statement], check=False, capture_output=True).returncode == 0
+        try:
+            return subprocess.run(["mariadb", "--no-defaults", "-S", str(self.mysql_socket), "-u", "root",
+                                   "-e", statement], check=False, capture_output=True, timeout=30).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def _dbd_ready(self) -> bool:
         with socket.socket() as s:
@@ -259,21 +309,97 @@ StorageLoc=slurm_acct_db
         return proc.returncode == 0 and expect in proc.stdout
 
     def _start(self, name: str, cmd: list[str], ready) -> None:
-        with open(self.dir / "log" / f"{name}.out", "wb") as log:
-            proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+        try:
+            with open(self.dir / "log" / f"{name}.out", "wb") as log:
+                proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+        except OSError as error:
+            raise ClusterError(f"{name} could not be started: {error}") from None
         self.daemons.append((name, proc))
+        with open(self.dir / DAEMON_PIDS, "a") as pids:
+            pids.write(f"{proc.pid} {name}\n")
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not ready():
+        while not self._probe(ready):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise ClusterError(f"{name} did not come up; its output:\n{self._tail(name)}")
+                how = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready in {STARTUP_TIMEOUT_S} s"
+                # the line says what failed; the log's tail (on stderr) says why
+                print(self._tail(name), file=sys.stderr)
+                raise ClusterError(f"{name} did not come up ({how}); its log: {self.dir / 'log'}/{name}.*")
             time.sleep(0.5)
+
+    @staticmethod
+    def _probe(ready) -> bool:
+        try:
+            return ready()
+        except subprocess.TimeoutExpired:
+            return False
 
     def _tail(self, name: str) -> str:
         texts = []
         for path in (self.dir / "log").glob(f"{name}*"):
             texts.append(f"--- {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-30:]))
         return "\n".join(texts)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _end(pid: int, wait=None) -> None:
+    """SIGTERM, then SIGKILL after 20 s; `wait` reaps a child of this process."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while _alive(pid, wait) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid, wait):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if wait is not None:
+            wait()
+
+
+def _alive(pid: int, wait=None) -> bool:
+    if wait is not None:
+        try:
+            wait(timeout=0)
+            return False
+        except subprocess.TimeoutExpired:
+            return True
+    try:
+        # field 3 of /proc/PID/stat is the state; a zombie (Z) has ended, its parent just has not reaped it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _clear_killed_run() -> None:
+    """Stop the daemons and remove the /etc links that a killed run of this module left behind.
+
+    Only links to a configuration this module wrote count, and only processes started with that
+    configuration (SLURM_CONF in their environment) are stopped."""
+    for name in ("slurm.conf", "gres.conf"):
+        link = ETC_SLURM / name
+        if not link.is_symlink():
+            continue
+        conf = Path(os.readlink(link)).parent / "slurm.conf"
+        try:
+            ours = conf.read_text().startswith(CONF_MARKER)
+        except OSError:
+            ours = not conf.exists()  # a dangling link configures nothing
+        if not ours:
+            continue
+        scratch = conf.parent.parent
+        with contextlib.suppress(OSError):
+            for line in (scratch / DAEMON_PIDS).read_text().splitlines()[::-1]:
+                pid = int(line.split()[0])
+                with contextlib.suppress(OSError):
+                    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                    if f"SLURM_CONF={conf}".encode() in environ:
+                        print(f"cluster.py: stopping {line.split()[1]} (PID {pid}) of a killed run in {scratch}",
+                              file=sys.stderr)
+                        _end(pid)
+        link.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -294,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as error:
         print(f"cluster.py: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as error:
+        print(f"cluster.py: interrupted ({error or 'Ctrl-C'}); the cluster was stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
