@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from PIL import Image, ImageDraw
 
@@ -28,6 +30,45 @@ COLOURS = {
 SIDE_BY_SIDE_IPC = 20
 #: flagged images per class shown in the candidate panel (a picture, not the whole table)
 CANDIDATE_ROWS_PER_CLASS = 3
+#: characters of a class name shown under a cell (a caption, not a label column)
+NAME_CHARS = 10
+MARGIN = 2  # pixels between a text and the edges of its canvas
+CAPTION_GAP = 4  # pixels at least between one cell's caption and the next cell's
+
+_MEASURE = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+
+def text_width(text: str) -> int:
+    """Pixels `text` reaches right of where it is drawn, in the default font that the figures use."""
+    return math.ceil(_MEASURE.textbbox((0, 0), text)[2])
+
+
+def short_name(name: str) -> str:
+    """A class name as the figures caption it: its first NAME_CHARS characters."""
+    return str(name)[:NAME_CHARS]
+
+
+def wrapped(text: str, width: int) -> list[str]:
+    """`text` broken at spaces into lines at most `width` pixels wide (a word wider than that is a
+    line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and text_width(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _text_strip(text: str, width: int) -> Image.Image:
+    """`text` on white, wrapped to `width`; wider than `width` only where one word is."""
+    lines = wrapped(text, width - 2 * MARGIN)
+    canvas = Image.new("RGB", (max(width, *(text_width(line) + 2 * MARGIN for line in lines)), len(lines) * TEXT + 4),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((MARGIN, 2 + i * TEXT), line, fill=(0, 0, 0))
+    return canvas
 
 
 def _cell(path: str, colour: tuple[int, int, int] | None) -> Image.Image:
@@ -50,8 +91,10 @@ def _reason_colour(reason: str) -> tuple[int, int, int] | None:
 
 
 def _grid(rows: list[list[Image.Image]], title: str, gap: int = 2) -> Image.Image:
+    """`rows` of cells under `title`, one line: the grid widens to its title rather than wrap it, so
+    that grids side by side keep their rows level."""
     side = CELL + 2 * BORDER
-    width = max(len(r) for r in rows) * (side + gap) + gap
+    width = max(max(len(r) for r in rows) * (side + gap) + gap, gap + text_width(title) + MARGIN)
     canvas = Image.new("RGB", (width, TEXT + len(rows) * (side + gap) + gap), (255, 255, 255))
     ImageDraw.Draw(canvas).text((gap, 1), title, fill=(0, 0, 0))
     for r, row in enumerate(rows):
@@ -74,13 +117,22 @@ def _join(images: list[Image.Image], *, across: bool, gap: int = 0) -> Image.Ima
 
 
 def _legend(entries: list[tuple[str, str]], width: int) -> Image.Image:
-    canvas = Image.new("RGB", (width, TEXT + 4), (255, 255, 255))
+    """A swatch of each entry's colour and its text, left to right, on as many lines as `width`
+    needs; wider than `width` only where one entry is."""
+    placed, x, line = [], MARGIN, 0  # (x, line) of each entry
+    for _, text in entries:
+        extent = 14 + text_width(text)
+        if x > MARGIN and x + extent > width - MARGIN:
+            x, line = MARGIN, line + 1
+        placed.append((x, line))
+        x += extent + 14
+    right = max(x + 14 + text_width(text) for (x, _), (_, text) in zip(placed, entries, strict=True))
+    canvas = Image.new("RGB", (max(width, right + MARGIN), (line + 1) * TEXT + 4), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    x = 2
-    for key, text in entries:
-        draw.rectangle([x, 3, x + 10, 13], fill=COLOURS[key])
-        draw.text((x + 14, 2), text, fill=(0, 0, 0))
-        x += 14 + int(draw.textlength(text)) + 14
+    for (key, text), (x, line) in zip(entries, placed, strict=True):
+        y = line * TEXT
+        draw.rectangle([x, y + 3, x + 10, y + 13], fill=COLOURS[key])
+        draw.text((x + 14, y + 2), text, fill=(0, 0, 0))
     return canvas
 
 
@@ -113,12 +165,25 @@ def flagged_figure(anomalies: pd.DataFrame, refined: pd.DataFrame) -> Image.Imag
     return _join([pictures, legend], across=False)
 
 
+def candidate_caption(p_target: float, predicted: int, label: int, class_names) -> str:
+    """The line under a candidate: its target softmax, then `>` and the predicted class's name when
+    that is another class than `label`."""
+    return f"{p_target:.2f}" + ("" if int(predicted) == int(label) else f" >{short_name(class_names[int(predicted)])}")
+
+
+def _column_width(least: int, captions: list[str]) -> int:
+    """The pixels a column of cells takes: `least`, or more where a caption (drawn 1 px in) needs it
+    to keep CAPTION_GAP from the next column."""
+    return max([least, *(text_width(text) + 1 + CAPTION_GAP for text in captions)])
+
+
 def candidates_figure(anomalies: pd.DataFrame, candidates: pd.DataFrame, sets: dict[str, pd.DataFrame], top_k: int,
                       class_names: dict[int, str]) -> Image.Image | None:
     """Per flagged image (up to CANDIDATE_ROWS_PER_CLASS per class): the flagged image, then its
-    candidates in index order, each captioned with its target softmax (and the predicted class when
-    another); framed green: conf_sim's choice; blue: the rest of conf_sim's pool; letters C and S:
-    the conf and sim ablations' choices. None when nothing was flagged."""
+    candidates in index order, each captioned with its target softmax (and the predicted class's
+    name when another); framed green: conf_sim's choice; blue: the rest of conf_sim's pool; letters
+    C and S: the conf and sim ablations' choices. Columns are as wide as their widest caption, the
+    title and legend wrap to the body. None when nothing was flagged."""
     from .refine import confidence_pool
 
     flagged = anomalies[anomalies.defective].sort_values(["label", "prototype_id"])
@@ -128,42 +193,51 @@ def candidates_figure(anomalies: pd.DataFrame, candidates: pd.DataFrame, sets: d
     chosen = {method: frame.dropna(subset=["replaced_image_id"]).set_index("replaced_image_id").candidate_index
               for method, frame in sets.items()}
     side = CELL + 2 * BORDER
-    rows = []
+    rows = []  # per flagged image: (its captions, [(candidate image, frame colour, captions)])
     for item in flagged.itertuples():
         cands = candidates[candidates.source_image_id == item.image_id].sort_values("candidate_index")
         pool, fallback = confidence_pool(cands.p_target.to_numpy(), cands.predicted.to_numpy(), int(item.label),
                                          beta=float(item.beta), top_k=top_k)
         pool_index = set(cands.candidate_index.to_numpy()[pool].tolist())
-        row = Image.new("RGB", ((len(cands) + 1) * (side + 2) + 8, side + 2 * TEXT), (255, 255, 255))
-        draw = ImageDraw.Draw(row)
-        row.paste(_cell(item.image_path, _reason_colour(item.reason)), (0, 0))
         # "fallback": no candidate passed beta, the pool is the single argmax-p candidate
-        draw.text((1, side), ("fallback" if fallback else f"{class_names.get(int(item.label), item.label)}")[:10], fill=(0, 0, 0))
-        draw.text((1, side + TEXT - 2), f"p={item.p_target:.2f}", fill=(0, 0, 0))
-        for c, cand in enumerate(cands.itertuples()):
+        flagged_captions = ["fallback" if fallback else short_name(class_names[int(item.label)]), f"p={item.p_target:.2f}"]
+        cells = []
+        for cand in cands.itertuples():
             index = int(cand.candidate_index)
             is_choice = chosen.get("conf_sim", pd.Series(dtype=int)).get(item.image_id) == index
             colour = COLOURS["replaced"] if is_choice else COLOURS["pool"] if index in pool_index else COLOURS["plain"]
-            x = 8 + (c + 1) * (side + 2)
-            row.paste(_cell(cand.image_path, colour), (x, 0))
-            caption = f"{cand.p_target:.2f}" + ("" if int(cand.predicted) == int(item.label) else f" >{cand.predicted}")
-            draw.text((x + 1, side), caption, fill=(0, 0, 0))
             letters = "".join(letter for method, letter in (("conf", "C"), ("sim", "S"))
                               if chosen.get(method, pd.Series(dtype=int)).get(item.image_id) == index)
-            if letters:
-                draw.text((x + 1, side + TEXT - 2), letters, fill=(0, 0, 0))
-        rows.append(row)
-    body = _join(rows, across=False)
+            cells.append((cand.image_path, colour, [candidate_caption(cand.p_target, cand.predicted, item.label, class_names),
+                                                    letters]))
+        rows.append((item, flagged_captions, cells))
+    # one width for each kind of column in the whole figure, so that the candidates stay in columns
+    first = _column_width(side + 10, [text for _, captions, _ in rows for text in captions])
+    pitch = _column_width(side + 2, [text for *_, cells in rows for *_, captions in cells for text in captions])
+    images = []
+    for item, flagged_captions, cells in rows:
+        row = Image.new("RGB", (first + len(cells) * pitch, side + 2 * TEXT), (255, 255, 255))
+        draw = ImageDraw.Draw(row)
+        row.paste(_cell(item.image_path, _reason_colour(item.reason)), (0, 0))
+        columns = [(0, flagged_captions)]
+        for c, (path, colour, captions) in enumerate(cells):
+            row.paste(_cell(path, colour), (first + c * pitch, 0))
+            columns.append((first + c * pitch, captions))
+        for x, captions in columns:
+            for line, text in enumerate(captions):
+                if text:
+                    draw.text((x + 1, side + line * (TEXT - 2)), text, fill=(0, 0, 0))
+        images.append(row)
+    body = _join(images, across=False)
     legend = _legend([("replaced", "conf_sim's choice"), ("pool", f"conf_sim's pool (target, p > beta, top-{top_k})"),
                       ("plain", "other candidates; C / S: conf / sim choice")], body.width)
-    title = Image.new("RGB", (body.width, TEXT + 4), (255, 255, 255))
-    ImageDraw.Draw(title).text((2, 2), "flagged image (left, its softmax) and its candidates from the same prototype "
-                               "(target softmax, > predicted class when another)", fill=(0, 0, 0))
+    title = _text_strip("flagged image (left, its softmax) and its candidates from the same prototype "
+                        "(target softmax, > predicted class when another)", max(body.width, legend.width))
     return _join([title, body, legend], across=False)
 
 
 def placeholder(text: str) -> Image.Image:
     """A small picture that says why there is nothing to draw (a report entry must be a file)."""
-    canvas = Image.new("RGB", (max(200, 7 * len(text)), 30), (255, 255, 255))
+    canvas = Image.new("RGB", (max(200, text_width(text) + 8), 30), (255, 255, 255))
     ImageDraw.Draw(canvas).text((4, 8), text, fill=(0, 0, 0))
     return canvas

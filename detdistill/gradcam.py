@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageDraw
 
-from .figures import CELL, COLOURS, TEXT, _join, _legend, upscaled
+from .figures import CELL, COLOURS, TEXT, _join, _legend, short_name, upscaled
 
 #: the overlay's weight of the heat map against the image (pytorch-grad-cam's show_cam_on_image)
 CAM_WEIGHT = 0.5
@@ -66,7 +66,7 @@ def gradcam_figure(images: torch.Tensor, labels: list[int], class_names: list[st
     model's map for the true class and, under it, the model's softmax of the true class (red, with
     the predicted class, when the model predicts another)."""
     def short(label: int) -> str:
-        return class_names[label][:10]
+        return short_name(class_names[label])
 
     lines = [[_captioned(upscaled(_to_pil(image)), short(label), (0, 0, 0)) for image, label in zip(images, labels)]]
     for row in rows.values():

@@ -1,12 +1,15 @@
 """The report's refinement pictures (detdistill.figures) on hand-made images and tables: each cell's
 frame colour says what the tables say (flag reason, replacement, conf_sim's pool and choice)."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
-from PIL import Image
+import pytest
+from PIL import Image, ImageDraw
 
 from detdistill import figures
-from detdistill.figures import BORDER, CELL, COLOURS, TEXT
+from detdistill.figures import BORDER, CELL, COLOURS, MARGIN, TEXT
 
 
 def _png(folder, name, shade):
@@ -82,12 +85,19 @@ def test_flagged_figure_stacks_the_sets_above_side_by_side_ipc(tmp_path):
     assert tuple(np.asarray(picture)[second_y + side // 2, gap + side // 2]) == (200, 200, 200)
 
 
+def _body_top(picture: Image.Image) -> int:
+    """The first pixel row of the first flagged image's frame: the title (wrapped to the picture's
+    width, so of any height) leaves column 0 white."""
+    return int(np.flatnonzero((np.asarray(picture)[:, 0] != 255).any(axis=1))[0])
+
+
 def test_candidate_panel_frames_pool_and_choice(tmp_path):
     anomalies, candidates, sets = _inputs(tmp_path)
-    picture = figures.candidates_figure(anomalies, candidates, sets, top_k=2, class_names={0: "zero"})
+    picture = figures.candidates_figure(anomalies, candidates, sets, top_k=2, class_names={0: "zero", 1: "one"})
     side = CELL + 2 * BORDER
     row_height = side + 2 * TEXT
-    title = TEXT + 4
+    title = _body_top(picture)
+    assert title >= TEXT + 4
 
     def frames(row):
         return [_frame_colour(picture, 8 + (k + 1) * (side + 2), title + row * row_height) for k in range(4)]
@@ -104,3 +114,114 @@ def test_no_flagged_image_no_panel(tmp_path):
     anomalies, candidates, sets = _inputs(tmp_path)
     anomalies["defective"] = False
     assert figures.candidates_figure(anomalies, candidates, sets, top_k=2, class_names={}) is None
+
+
+@pytest.fixture
+def drawn_text(monkeypatch):
+    """Every text the figures draw: (its ImageDraw, canvas width, canvas height, x, y, text)."""
+    drawn, draw_text = [], ImageDraw.ImageDraw.text
+
+    def recording(self, xy, text, *args, **kwargs):
+        drawn.append((self, *self.im.size, *xy, text))
+        return draw_text(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", recording)
+    return drawn
+
+
+# 40 characters, whose shown part (figures.NAME_CHARS) is as wide as the default font makes 10
+FORTY = "WWWWWWWWWW, a forty-character class name"
+
+
+def _panel_inputs(tmp_path, n_candidates: int, names: dict[int, str]):
+    """One class-0 image flagged, with `n_candidates` candidates of 8 x 8 px (digits-sized, upscaled)
+    that alternate between class 0 and class 1; conf_sim and sim choose candidate 0, conf the last."""
+    anomalies = pd.DataFrame({
+        "image_id": ["c0-p000"], "label": 0, "class_name": names[0], "prototype_id": 0,
+        "image_path": [_png(tmp_path, "flagged", 50)], "predicted": 1, "p_target": 0.3, "reason": "label_mismatch",
+        "defective": True, "beta": 0.5,
+    })
+    candidates = pd.DataFrame({
+        "source_image_id": "c0-p000", "candidate_index": range(n_candidates),
+        "p_target": [0.9 - 0.8 * k / max(1, n_candidates - 1) for k in range(n_candidates)],
+        "predicted": [k % 2 for k in range(n_candidates)],
+        "image_path": [_png(tmp_path, f"cand{k}", 100 + k) for k in range(n_candidates)],
+    })
+
+    def refined(choice):
+        return pd.DataFrame({"image_id": [f"c0-p000/cand{choice:02d}"], "replaced_image_id": ["c0-p000"],
+                             "candidate_index": [choice], "image_path": [candidates.image_path[choice]]})
+
+    return anomalies, candidates, {"conf": refined(n_candidates - 1), "sim": refined(0), "conf_sim": refined(0)}
+
+
+@pytest.mark.parametrize(("n_candidates", "name"), [(1, "English springer"), (3, FORTY), (20, FORTY), (20, "3")])
+def test_candidate_panel_draws_no_text_past_its_canvas(tmp_path, drawn_text, n_candidates, name):
+    """Whatever the number of candidates and the names' lengths: every text ends MARGIN px inside
+    its canvas (title, body row, legend), the captions under neighbouring cells do not run into each
+    other, and the picture's last columns are white."""
+    anomalies, candidates, sets = _panel_inputs(tmp_path, n_candidates, {0: name, 1: FORTY})
+    picture = figures.candidates_figure(anomalies, candidates, sets, top_k=2, class_names={0: name, 1: FORTY})
+    assert drawn_text
+    lines = {}
+    for draw, width, height, x, y, text in drawn_text:
+        assert x >= MARGIN - 1 and x + figures.text_width(text) <= width - MARGIN, (text, x, width)
+        assert y + TEXT <= height, (text, y, height)
+        lines.setdefault((id(draw), y), []).append((x, text))
+    for texts in lines.values():
+        texts.sort()
+        for (x, text), (next_x, _) in itertools.pairwise(texts):
+            assert x + figures.text_width(text) + figures.CAPTION_GAP <= next_x, (text, texts)
+    assert (np.asarray(picture)[:, -MARGIN:] == 255).all()
+
+
+def _ink_of_lines(lines: list[str], width: int, height: int) -> np.ndarray:
+    """The lines drawn where _text_strip draws them, on a canvas wide enough for any of them."""
+    canvas = Image.new("RGB", (width + 2000, height), (255, 255, 255))
+    for i, line in enumerate(lines):
+        ImageDraw.Draw(canvas).text((MARGIN, 2 + i * TEXT), line, fill=(0, 0, 0))
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize("text", ["flagged image (left, its softmax) and its candidates from the same prototype "
+                                  "(target softmax, > predicted class when another)", "wide: " + "W" * 40])
+def test_text_strip_wraps_to_its_width_and_loses_no_ink(text):
+    strip = figures._text_strip(text, 150)
+    lines = figures.wrapped(text, 150 - 2 * MARGIN)
+    assert " ".join(lines) == text and len(lines) >= 2
+    assert strip.height == len(lines) * TEXT + 4
+    # as wide as asked unless one word is wider; every line drawn whole (nothing cut at the edge)
+    assert strip.width == max(150, *(figures.text_width(line) + 2 * MARGIN for line in lines))
+    reference = _ink_of_lines(lines, strip.width, strip.height)
+    assert (reference[:, strip.width:] == 255).all()
+    assert np.array_equal(np.asarray(strip), reference[:, :strip.width])
+    assert (np.asarray(strip)[:, -MARGIN:] == 255).all()
+
+
+def test_legend_wraps_its_entries_to_its_width():
+    entries = [("replaced", "conf_sim's choice"), ("pool", "conf_sim's pool (target, p > beta, top-2)"),
+               ("plain", "other candidates; C / S: conf / sim choice"), ("wrong_class", "W" * 40)]
+    legend = np.asarray(figures._legend(entries, 160))
+    assert legend.shape[0] == 4 * TEXT + 4  # one entry a line at this width
+    assert legend.shape[1] == max(160, MARGIN + 14 + figures.text_width("W" * 40) + MARGIN)
+    for line, (key, _) in enumerate(entries):  # every swatch drawn whole, 11 x 11 px at the start of its line
+        y = line * TEXT + 3
+        assert (legend[y:y + 11, MARGIN:MARGIN + 11] == COLOURS[key]).all()
+        assert (legend[y - 1, MARGIN:MARGIN + 11] == 255).all() and (legend[y + 11, MARGIN:MARGIN + 11] == 255).all()
+    assert (legend[:, -MARGIN:] == 255).all()
+    assert figures._legend(entries[:2], 2000).height == TEXT + 4  # one line when they fit
+
+
+def test_candidate_captions_name_classes(tmp_path, drawn_text):
+    """A candidate of another class is captioned with that class's name (as short as the flagged
+    image's name), never its number."""
+    names = {0: "zero", 1: "Xylophonist of the distinctive kind"}
+    assert figures.candidate_caption(0.456, 1, 0, names) == "0.46 >" + figures.short_name(names[1])
+    assert figures.short_name(names[1]) == names[1][:figures.NAME_CHARS]
+    assert figures.candidate_caption(0.95, 0, 0, names) == "0.95"
+    anomalies, candidates, sets = _panel_inputs(tmp_path, 4, names)
+    figures.candidates_figure(anomalies, candidates, sets, top_k=2, class_names=names)
+    texts = [text for *_, text in drawn_text]
+    assert texts.count(f"0.63 >{figures.short_name(names[1])}") == 1  # candidate 1 of 4: p = 0.9 - 0.8 / 3
+    assert not any(">1" in text for text in texts)
+    assert "zero" in texts  # the flagged image's class (the pool did not fall back)
