@@ -129,7 +129,7 @@ def imagefolder_manifest(
     id is `<split>/<class folder>/<path inside the class folder, without its suffix>`.
     """
     folders, names = _folder_classes(root, splits, class_folders, class_names)
-    listings = list_image_folder(root, splits, folders, inferred=class_folders is None)
+    listings = list_image_folder(root, splits, folders, inferred=not class_folders)
     for line in skipped_lines(listings, splits):
         log.info("%s", line)
     rows = []

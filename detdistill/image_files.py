@@ -159,6 +159,11 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+def _first(items: list[str], shown: int, sep: str = ", ", more: str = " and") -> str:
+    """The first `shown` items, then how many more."""
+    return sep.join(items[:shown]) + (f"{more} {len(items) - shown} more" if len(items) > shown else "")
+
+
 def skipped_lines(listings: dict[tuple[str, str], FolderListing], split_folders: dict[str, str], shown: int = 20) -> list[str]:
     """The log lines that account for every entry the listing left out or took from a sub-folder."""
     lines = []
@@ -168,14 +173,12 @@ def skipped_lines(listings: dict[tuple[str, str], FolderListing], split_folders:
         lines.append(f"skipped {_count(sum(system.values()), 'system entry', 'system entries')} by name, never decoded: {kinds}")
     other = [f"{split_folders[split]}/{cls}/{name}" for (split, cls), lst in listings.items() for name in lst.other]
     if other:
-        more = f" and {len(other) - shown} more" if len(other) > shown else ""
         lines.append(f"skipped {_count(len(other), 'entry that is not an image file', 'entries that are not image files')} ({', '.join(sorted(IMAGE_SUFFIXES))}): "
-                     f"{', '.join(other[:shown])}{more}")
+                     f"{_first(other, shown)}")
     nested = [(f"{split_folders[split]}/{cls}/{sub}", n) for (split, cls), lst in listings.items() for sub, n in lst.subfolders.items()]
     if nested:
-        more = f" and {len(nested) - shown} more" if len(nested) > shown else ""
         lines.append(f"took {_count(sum(n for _, n in nested), 'image', 'images')} in {_count(len(nested), 'sub-folder', 'sub-folders')} as part of their class folder "
-                     f"(as torchvision's ImageFolder): {', '.join(f'{p} ({n})' for p, n in nested[:shown])}{more}")
+                     f"(as torchvision's ImageFolder): {_first([f'{p} ({n})' for p, n in nested], shown)}")
     return lines
 
 
@@ -322,7 +325,7 @@ def check_images_decode(paths, threads: int = 1, listing_path=None) -> Counter:
         rows = "".join(f"{p}\t{' '.join(e.split())}\n" for p, e in errors)
         artifacts.write_text(f"file\treason\n{rows}", listing_path)
     if errors:
-        shown = "; ".join(f"{p} ({e})" for p, e in errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+        shown = _first([f"{p} ({e})" for p, e in errors], 3, "; ", "; and")
         where = f", all listed with the reason in {listing_path}" if listing_path is not None else ""
         raise DataError(f"{len(errors)} of {len(paths)} image files cannot be read{where}: {shown}. Delete or replace them and re-run")
     return Counter(note for _, notes in results for note in notes)
