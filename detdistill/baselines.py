@@ -1,5 +1,10 @@
-"""Real-data baselines: `ipc` real train images per class, chosen in the detector's penultimate
-feature space (the space refinement measures similarity in).
+"""Real-data baselines: `ipc` real train images per class, one class each below, registered in
+`BASELINES`.
+
+- ``random``: a seeded random draw per class, from the labels alone (`stages.sets.select_random_subset`).
+
+The others choose in the detector's penultimate feature space (the space refinement measures
+similarity in):
 
 - ``herding``: greedy moment matching (Welling 2009, as used for exemplars by iCaRL and DeepCore):
   step t takes the image that brings the mean of the t chosen features closest (Euclidean) to the
@@ -13,9 +18,11 @@ framework (coreax) or single-release packages; each is a dozen lines of numpy he
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
-SELECTION_METHODS = ("herding", "kcenter")
+from .registry import Registry
 
 
 def _distances(features: np.ndarray, point: np.ndarray) -> np.ndarray:
@@ -59,11 +66,49 @@ def _check_k(features: np.ndarray, k: int) -> None:
         raise ValueError(f"cannot choose {k} of {len(features)} images")
 
 
-def select(features: np.ndarray, k: int, method: str, seed: int, label: int) -> np.ndarray:
-    """One class's picks. k-center's generator is keyed by (seed, label): a class's set does not
-    depend on which other classes are configured."""
-    if method == "herding":
+class Baseline:
+    """One real-data baseline: its `name` (an `evaluation.baselines` entry) and how it picks a
+    class's images. Register a subclass with `@BASELINES.register`."""
+
+    name: ClassVar[str]
+    #: True: picks in the detector's feature space (`select`); False: from the labels alone
+    needs_features: ClassVar[bool] = True
+
+    def select(self, features: np.ndarray, k: int, seed: int, label: int) -> np.ndarray:
+        """Positions of `k` rows of one class's `features`, in pick order."""
+        raise ValueError(f"baseline {self.name!r} does not select in the feature space")
+
+
+BASELINES: Registry[Baseline] = Registry("selection method", "evaluation.baselines")
+
+
+@BASELINES.register
+class RandomBaseline(Baseline):
+    name = "random"
+    needs_features = False
+
+
+@BASELINES.register
+class Herding(Baseline):
+    name = "herding"
+
+    def select(self, features, k, seed, label):
         return herding(features, k)
-    if method == "kcenter":
+
+
+@BASELINES.register
+class KCenter(Baseline):
+    name = "kcenter"
+
+    def select(self, features, k, seed, label):
+        # keyed by (seed, label): a class's set does not depend on which other classes are configured
         return k_center_greedy(features, k, np.random.default_rng([seed, label]))
-    raise ValueError(f"unknown selection method {method!r}; expected one of {SELECTION_METHODS}")
+
+
+#: the baselines that choose in the detector's feature space
+SELECTION_METHODS = tuple(name for name in BASELINES if BASELINES.get(name).needs_features)
+
+
+def select(features: np.ndarray, k: int, method: str, seed: int, label: int) -> np.ndarray:
+    """One class's picks by the baseline `method`."""
+    return BASELINES.get(method).select(features, k, seed, label)

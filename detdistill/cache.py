@@ -1,8 +1,8 @@
 """Content-addressed store of generated images, shared by a dataset's synthesis and candidate jobs.
 
 An image is stored as `<folder>/<key[:2]>/<key>.png`, where the key is the SHA-256 of everything
-that decides its bytes: the generator's files (weights, configs, `generator.json`; for sd15 also
-the Stable Diffusion files it loads), the prototype latent's bytes, the label, the seed,
+that decides its bytes: the generator's files as its backend declares them (weights, configs,
+`generator.json`; for sd15 also the Stable Diffusion files it loads), the prototype latent's bytes, the label, the seed,
 strength, guidance, steps, the batch shape it was computed in (`synthesis.batch_size`: chunks are
 padded to it, see `stages.generation.generate_chunks`), and the runtime (device, CPU instruction
 set or GPU model, precision settings on CUDA, torch and diffusers versions). So the store never returns an
@@ -41,16 +41,15 @@ def file_sha256(path) -> str:
 
 
 def generator_files(generator_dir) -> dict[str, Path]:
-    """The files that make a generator, by a stable name: every file of its folder, plus for sd15
-    the weight files its spec loads (they stay outside the folder)."""
-    folder = Path(generator_dir)
-    files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
-    meta = json.loads((folder / "generator.json").read_text())
-    if meta.get("backend") == "sd15":
-        from .generators.sd15 import spec_weight_files
+    """The files that make a generator, by a stable name, as its backend declares them
+    (`GeneratorBackend.key_files`): every file of its folder, plus for sd15 the weight files its
+    spec loads (they stay outside the folder)."""
+    from .generators import BACKENDS
 
-        files.update({f"sd15-weights/{p.parent.name}/{p.name}": p for p in spec_weight_files(meta)})
-    return files
+    folder = Path(generator_dir)
+    meta_path = folder / "generator.json"
+    meta = json.loads(meta_path.read_text())
+    return BACKENDS.get(meta.get("backend"), str(meta_path)).key_files(folder, meta)
 
 
 def generator_identity(generator_dir) -> str:

@@ -14,6 +14,7 @@ import torch.nn as nn
 from PIL import Image, ImageDraw
 
 from .figures import CELL, COLOURS, TEXT, _join, _legend, short_name, upscaled
+from .models import MODELS
 
 #: the overlay's weight of the heat map against the image (pytorch-grad-cam's show_cam_on_image)
 CAM_WEIGHT = 0.5
@@ -21,14 +22,15 @@ ROW_LABEL = 64  # pixels left of each row for its name
 
 
 def cam_layer(model: nn.Module) -> nn.Module:
-    """The last module of `model` (a detdistill.models.Classifier) whose output is still a spatial
-    map: ResNet-18's layer4; the ConvNet's last ReLU (before its last pooling, the finest map that
-    has seen the whole network); ResNetAP-10's last block (before the global pooling)."""
+    """The module of `model` (a detdistill.models.Classifier) whose output Grad-CAM reads, as its
+    model declares it (`EvaluationModel.cam_layer`: the last module whose output is still a spatial
+    map); a model that declares none stops here."""
     name = model.build_args["name"]
-    if name == "resnet18":
-        return model.backbone.layer4
-    # ConvNet: [..., ReLU, AvgPool2d, Flatten]; ResNetAP-10: [..., BasicBlockAP, AdaptiveAvgPool2d, Flatten]
-    return model.backbone[-3]
+    component = MODELS.get(name, "the model's build_args")
+    if component.cam_layer is None:
+        raise ValueError(f"evaluation model {name!r} declares no Grad-CAM layer: give {type(component).__name__} a "
+                         "cam_layer(model) method, or show another model (gradcam.model)")
+    return component.cam_layer(model)
 
 
 def class_activation_maps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:

@@ -12,25 +12,30 @@ Normal set (`refinement.normal_set`)
   image joins it when the walk meets it, a chosen candidate when it is picked. A defective image
   is compared only with what came before it.
 
-Methods
+Methods (one class each below, registered in `METHODS` in the order the tables show them)
 - ``d4m``: no refinement, the initial set as generated.
 - ``conf``: the candidate with the highest target softmax (ties: lowest candidate index).
 - ``sim``: the candidate with the lowest summed cosine similarity to the normal set, ignoring p.
 - ``conf_sim`` (ours): pool = candidates predicted as the target with p > beta, the top-k by p;
   if the pool is empty, the single argmax-p candidate; from the pool, the member with the lowest
   summed cosine similarity to the normal set (ties: higher p, then lower index).
+Their settings (`beta`, `top_k`, `normal_set`) and defaults: config/schema.yaml, `dataset.refinement`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-METHODS = ("d4m", "conf", "sim", "conf_sim")
+from .registry import Registry
+
 NORMAL_SETS = ("all", "sequential")
+#: config/schema.yaml's section of the refinement settings and their defaults
+SCHEMA_SECTION = "dataset.refinement"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,66 @@ def confidence_pool(p_target: np.ndarray, predicted: np.ndarray, target: int, *,
     return np.array([order_by_p[0]] if fallback else valid[:top_k]), fallback
 
 
+class RefinementMethod:
+    """One way of building the synthetic set: its `name` (a set's name, `gradcam.methods` entry),
+    whether it replaces defective images and, if it does, how it picks a candidate. Register a
+    subclass with `@METHODS.register`."""
+
+    name: ClassVar[str]
+    #: False: the initial set as generated (no candidates needed)
+    refines: ClassVar[bool] = True
+    #: whether `refinement.top_k` changes its choices (`refinement.beta` reaches every method
+    #: that refines, through the images it flags)
+    uses_top_k: ClassVar[bool] = False
+
+    def choose(self, p_target: np.ndarray, predicted: np.ndarray, sims: np.ndarray, order_by_p: np.ndarray, target: int,
+               *, beta: float, top_k: int) -> tuple[int, tuple[int, ...], bool]:
+        """(chosen position, eligible positions, fallback) among one defective image's candidates;
+        `sims`: each candidate's summed cosine similarity to the normal set, `order_by_p` the
+        positions by p descending (ties: lower position)."""
+        raise ValueError(f"refinement method {self.name!r} does not choose candidates")
+
+
+METHODS: Registry[RefinementMethod] = Registry("refinement method", "the set's method")
+
+
+@METHODS.register
+class D4M(RefinementMethod):
+    name = "d4m"
+    refines = False
+
+
+@METHODS.register
+class Conf(RefinementMethod):
+    name = "conf"
+
+    def choose(self, p_target, predicted, sims, order_by_p, target, *, beta, top_k):
+        return int(order_by_p[0]), tuple(range(len(p_target))), False
+
+
+def _least_similar(pool, sims: np.ndarray, p_target: np.ndarray) -> int:
+    return int(min(pool, key=lambda i: (sims[i], -p_target[i], i)))
+
+
+@METHODS.register
+class Sim(RefinementMethod):
+    name = "sim"
+
+    def choose(self, p_target, predicted, sims, order_by_p, target, *, beta, top_k):
+        pool = tuple(range(len(p_target)))
+        return _least_similar(pool, sims, p_target), pool, False
+
+
+@METHODS.register
+class ConfSim(RefinementMethod):
+    name = "conf_sim"
+    uses_top_k = True
+
+    def choose(self, p_target, predicted, sims, order_by_p, target, *, beta, top_k):
+        pool, fallback = confidence_pool(p_target, predicted, target, beta=beta, top_k=top_k)
+        return _least_similar(pool, sims, p_target), tuple(int(i) for i in pool), fallback
+
+
 def select_candidate(
     p_target: np.ndarray,
     predicted: np.ndarray,
@@ -77,22 +142,13 @@ def select_candidate(
     top_k: int,
 ) -> Choice:
     """Pick one of the candidates generated for a defective image of class `target`."""
+    chooser = METHODS.get(method)
     p_target = np.asarray(p_target, dtype=np.float64)
     predicted = np.asarray(predicted)
     order_by_p = np.lexsort((np.arange(len(p_target)), -p_target))  # p descending, index ascending
     sims = cosine_sums(features, normal_set)
-    if method == "conf":
-        best = int(order_by_p[0])
-        return Choice(best, tuple(range(len(p_target))), False, float(sims[best]))
-    if method == "sim":
-        pool = np.arange(len(p_target))
-        fallback = False
-    elif method == "conf_sim":
-        pool, fallback = confidence_pool(p_target, predicted, target, beta=beta, top_k=top_k)
-    else:
-        raise ValueError(f"unknown refinement method {method!r}; expected one of {METHODS}")
-    best = min(pool, key=lambda i: (sims[i], -p_target[i], i))
-    return Choice(int(best), tuple(int(i) for i in pool), fallback, float(sims[best]))
+    best, pool, fallback = chooser.choose(p_target, predicted, sims, order_by_p, target, beta=beta, top_k=top_k)
+    return Choice(best, pool, fallback, float(sims[best]))
 
 
 def refine_set(
@@ -116,6 +172,7 @@ def refine_set(
     Returns the final set: one row per initial image, in the initial order, with the image kept or
     the candidate that replaced it and how it was chosen.
     """
+    refines = METHODS.get(method).refines
     if normal_set not in NORMAL_SETS:
         raise ValueError(f"unknown normal set {normal_set!r}; expected one of {NORMAL_SETS}")
     rows = []
@@ -139,7 +196,7 @@ def refine_set(
                 "fallback": False,
                 "sim_sum": float("nan"),
             }
-            if item.defective and method != "d4m":
+            if item.defective and refines:
                 cands = candidates[candidates.source_image_id == item.image_id].sort_values("candidate_index")
                 if cands.empty:
                     raise ValueError(f"no candidates for defective image {item.image_id}")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -93,11 +91,14 @@ def test_load_generator_dispatch(gen, trained):
 
 def test_load_generator_unknown_backend(tmp_path):
     (tmp_path / "generator.json").write_text(json.dumps({"backend": "nope"}))
-    with pytest.raises(ValueError, match=r"generator\.json"):
+    with pytest.raises(ValueError, match=r"^unknown generator backend 'nope' \(.*generator\.json\); known: embedded, sd15$"):
         load_generator(tmp_path, "cpu")
 
 
 def test_load_generator_sd15_dispatch(tmp_path, monkeypatch):
+    """generator.json's backend picks the loader; speed options left at None are not passed on."""
+    from detdistill.generators import sd15
+
     calls = []
 
     class Fake:
@@ -106,11 +107,9 @@ def test_load_generator_sd15_dispatch(tmp_path, monkeypatch):
             calls.append((path, device))
             return "sd15-generator"
 
-    module = types.ModuleType("detdistill.generators.sd15")
-    module.StableDiffusionGenerator = Fake
-    monkeypatch.setitem(sys.modules, "detdistill.generators.sd15", module)
+    monkeypatch.setattr(sd15, "StableDiffusionGenerator", Fake)
     (tmp_path / "generator.json").write_text(json.dumps({"backend": "sd15"}))
-    assert load_generator(tmp_path, "cpu") == "sd15-generator"
+    assert load_generator(tmp_path, "cpu", dtype=None, compile_unet=None) == "sd15-generator"
     assert calls == [(tmp_path, "cpu")]
 
 

@@ -61,8 +61,9 @@ def test_resnetap10_structure():
 
 
 def test_unknown_model():
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ValueError, match=r"^unknown evaluation model 'vgg' \(.*\); known: convnet, .*resnet18") as error:
         build_model("vgg", 10, 32)
+    assert "\n" not in str(error.value)
 
 
 def _bright_dark(n=40, size=16, seed=0):

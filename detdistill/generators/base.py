@@ -1,4 +1,7 @@
-"""The one interface every generator backend implements (embedded small LDM, Stable Diffusion v1.5).
+"""The interfaces of the generator backends (embedded small LDM, Stable Diffusion v1.5): the
+`GeneratorBackend` component a backend registers in `BACKENDS` (what the pipeline asks of it: its
+check before the workflow runs, preparing a checkpoint, loading it, the files of its cache key),
+and the `Generator` it loads.
 
 Latents are always *scaled* latents (VAE posterior mean times `vae.config.scaling_factor`), so
 prototypes computed from `encode` can be fed back to `img2img` as they are.
@@ -9,8 +12,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
 
 import torch
+
+from ..registry import Registry
 
 LATENT_CHANNELS = 4
 
@@ -92,3 +99,49 @@ class Generator(ABC):
         if not out:
             return torch.empty((0, 3, self.image_size, self.image_size))
         return torch.cat(out)
+
+
+class GeneratorNotReady(Exception):
+    """A backend's check before the workflow runs failed; the message says what is missing and
+    how to fix it."""
+
+
+def checkpoint_files(folder) -> dict[str, Path]:
+    """Every file of a checkpoint folder, by its path inside the folder."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class GeneratorBackend(ABC):
+    """One generator backend: the `name` a dataset's `generator.backend` and a checkpoint's
+    `generator.json` ("backend") give, and what the pipeline asks of it. Register a subclass with
+    `@BACKENDS.register`."""
+
+    name: ClassVar[str]
+    #: the config/schema.yaml section that holds the settings it reads and their defaults
+    schema_section: ClassVar[str]
+
+    @abstractmethod
+    def check(self, generator_cfg: dict) -> None:
+        """Run while the workflow builds its DAG, before any job: raise GeneratorNotReady when
+        `prepare` cannot succeed (missing weights), so a run does not stop hours in."""
+
+    @abstractmethod
+    def prepare(self, *, train_manifest, source_cfg: dict, image_size: int, generator_cfg: dict, out_dir) -> None:
+        """Make the checkpoint folder `out_dir` (its `generator.json` names the backend) from the
+        dataset's train split (`train_manifest`, a manifest table) and `generator` settings."""
+
+    @abstractmethod
+    def load(self, path, device, **speed_options) -> Generator:
+        """The generator of checkpoint folder `path`. `speed_options` (`dtype`, `channels_last`,
+        `compile_unet`, from `synthesis`): a backend applies those it has and ignores the others."""
+
+    @abstractmethod
+    def key_files(self, folder: Path, meta: dict) -> dict[str, Path]:
+        """Every file that decides the images of checkpoint `folder` (`meta`: its generator.json),
+        by a stable name: the image cache's key hashes them, so a file left out here would let the
+        cache return images of other weights. Usually `checkpoint_files(folder)`, plus any weights
+        the checkpoint loads from elsewhere."""
+
+
+BACKENDS: Registry[GeneratorBackend] = Registry("generator backend", "generator.backend")

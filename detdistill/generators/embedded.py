@@ -20,6 +20,7 @@ safetensors), `label_embedding.safetensors` (EMA weights, (num_classes + 1, D)) 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -30,10 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import schema
-from ..device import seed_everything
+from ..device import pick_device, seed_everything
 from ..io import atomic_dir, save_safetensors, write_json
 from ..train import to_float
-from .base import LATENT_CHANNELS, Generator
+from .base import BACKENDS, LATENT_CHANNELS, Generator, GeneratorBackend, checkpoint_files
 
 BACKEND = "embedded"
 IMAGE_SIZE = 32
@@ -42,6 +43,8 @@ IMAGE_SIZE = 32
 TRAIN_SCHEMA = "embedded_train"
 #: Every training setting's default, as config/schema.yaml writes it (read from there, not repeated)
 DEFAULT_CONFIG: dict = schema.defaults(TRAIN_SCHEMA)
+
+log = logging.getLogger("detdistill")
 
 _BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 
@@ -387,3 +390,31 @@ class EmbeddedGenerator(Generator):
         """Generate from pure noise: img2img at strength 1 from zero latents."""
         zeros = torch.zeros((len(labels), LATENT_CHANNELS, self.latent_size, self.latent_size))
         return self.img2img(zeros, labels, seeds, strength=1.0, guidance=guidance, steps=steps)
+
+
+@BACKENDS.register
+class EmbeddedBackend(GeneratorBackend):
+    """Trains the small latent diffusion model on the train split; its checkpoint folder holds
+    every file it loads."""
+
+    name = BACKEND
+    schema_section = TRAIN_SCHEMA  # the `generator.train` settings
+
+    def check(self, generator_cfg: dict) -> None:
+        """Nothing to check before the run: it needs only the train split."""
+
+    def prepare(self, *, train_manifest, source_cfg: dict, image_size: int, generator_cfg: dict, out_dir) -> None:
+        from .. import data
+
+        images = data.load_images(train_manifest, source_cfg, image_size)
+        labels = data.label_tensor(train_manifest)
+        train_embedded_generator(
+            images, labels, data.class_names(train_manifest), generator_cfg["train"], out_dir, pick_device(), log=log.info
+        )
+
+    def load(self, path, device, **speed_options) -> EmbeddedGenerator:
+        # the speed settings are Stable Diffusion's on CUDA: this float32 model takes none
+        return EmbeddedGenerator.load(path, device)
+
+    def key_files(self, folder: Path, meta: dict) -> dict[str, Path]:
+        return checkpoint_files(folder)

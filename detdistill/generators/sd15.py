@@ -21,11 +21,12 @@ import torch.nn.functional as F
 from .. import schema
 from ..io import write_json
 from ..train import to_float
-from .base import LATENT_CHANNELS, Generator
+from .base import BACKENDS, LATENT_CHANNELS, Generator, GeneratorBackend, GeneratorNotReady, checkpoint_files
 
 BACKEND = "sd15"
 #: the dataset's `generator` settings in config/schema.yaml: model, prompt and scheduler defaults
-_SPEC_DEFAULTS = schema.defaults("dataset.generator")
+SCHEMA_SECTION = "dataset.generator"
+_SPEC_DEFAULTS = schema.defaults(SCHEMA_SECTION)
 DEFAULT_MODEL = _SPEC_DEFAULTS["model"]
 
 #: The diffusers-format files the pipeline loads (about 5 GB): the repository also holds
@@ -65,7 +66,7 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 log = logging.getLogger("detdistill")
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(FileNotFoundError, GeneratorNotReady):
     """The Stable Diffusion weights are neither in the named folder nor in the Hugging Face cache."""
 
 
@@ -347,3 +348,34 @@ class StableDiffusionGenerator(Generator):
         if not out:
             return torch.empty((0, LATENT_CHANNELS, self.latent_size, self.latent_size))
         return torch.cat(out)
+
+
+@BACKENDS.register
+class StableDiffusionBackend(GeneratorBackend):
+    """Stable Diffusion v1.5 from local weights: its checkpoint folder is a `generator.json` spec
+    naming the weights folder, which stays where it is."""
+
+    name = BACKEND
+    schema_section = SCHEMA_SECTION  # model, prompt_template, negative_prompt, scheduler, image_size
+
+    def check(self, generator_cfg: dict) -> None:
+        resolve_weights(generator_cfg["model"])
+
+    def prepare(self, *, train_manifest, source_cfg: dict, image_size: int, generator_cfg: dict, out_dir) -> None:
+        from .. import data
+
+        # keys left out of the config keep write_generator_spec's defaults (one place for them)
+        optional = {k: generator_cfg[k] for k in ("prompt_template", "negative_prompt", "scheduler") if k in generator_cfg}
+        # generator.image_size: SD's working resolution, when it is not the dataset's
+        write_generator_spec(
+            out_dir, model=generator_cfg["model"], class_names=data.class_names(train_manifest),
+            image_size=generator_cfg.get("image_size") or image_size, **optional
+        )
+
+    def load(self, path, device, **speed_options) -> StableDiffusionGenerator:
+        return StableDiffusionGenerator.load(path, device, **speed_options)
+
+    def key_files(self, folder: Path, meta: dict) -> dict[str, Path]:
+        files = checkpoint_files(folder)
+        files.update({f"sd15-weights/{p.parent.name}/{p.name}": p for p in spec_weight_files(meta)})
+        return files

@@ -22,28 +22,15 @@ log = logging.getLogger("detdistill")
 
 # --------------------------------------------------------------------------- generator
 def prepare_generator(*, manifest_path, source_cfg: dict, image_size: int, generator_cfg: dict, out_dir) -> None:
-    """embedded: train the small LDM on the train split. sd15: point at local Stable Diffusion
-    weights (checked offline) and write the prompt settings."""
+    """The generator checkpoint `out_dir`, made by the backend `generator.backend` names from the
+    train split (embedded: trains the small LDM; sd15: points at local Stable Diffusion weights,
+    checked offline, and writes the prompt settings)."""
+    from ..generators import BACKENDS
+
+    backend = BACKENDS.get(generator_cfg.get("backend"), "generator.backend")
     manifest = data.train_split(pd.read_parquet(manifest_path))
-    backend = generator_cfg["backend"]
-    if backend == "sd15":
-        from ..generators.sd15 import write_generator_spec
-
-        # keys left out of the config keep write_generator_spec's defaults (one place for them)
-        optional = {k: generator_cfg[k] for k in ("prompt_template", "negative_prompt", "scheduler") if k in generator_cfg}
-        # generator.image_size: SD's working resolution, when it is not the dataset's
-        write_generator_spec(
-            out_dir, model=generator_cfg["model"], class_names=data.class_names(manifest),
-            image_size=generator_cfg.get("image_size") or image_size, **optional
-        )
-        return
-    from ..generators.embedded import train_embedded_generator
-
-    images = data.load_images(manifest, source_cfg, image_size)
-    labels = data.label_tensor(manifest)
-    train_embedded_generator(
-        images, labels, data.class_names(manifest), generator_cfg["train"], out_dir, pick_device(), log=log.info
-    )
+    backend.prepare(train_manifest=manifest, source_cfg=source_cfg, image_size=image_size, generator_cfg=generator_cfg,
+                    out_dir=out_dir)
 
 
 def _load_generator(path, synthesis_cfg: dict | None = None):
