@@ -28,6 +28,9 @@ if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
+# detdistill (with detdistill.testing, which the scripts import) from this checkout, first: the
+# machine's python3 has no install of it; Snakemake and the jobs inherit the path
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 # the checkout's virtual environment where there is one (README), else the machine's python3
 python=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}

@@ -33,13 +33,8 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from engine_throughput import PRESETS, _models, report_header, steps_per_epoch, sync, write_report  # noqa: E402
-
-from detdistill.train import COMPILE_WORDS, TrainConfig, train_classifiers  # noqa: E402
+from detdistill.testing.engine import PRESETS, build_models, report_header, steps_per_epoch, sync, write_report
+from detdistill.train import COMPILE_WORDS, TrainConfig, train_classifiers
 
 
 def shapes(tiny: bool) -> tuple[dict, int, int, int]:
@@ -58,14 +53,14 @@ def worker(args: argparse.Namespace) -> None:
     images = torch.randint(0, 256, (args.images, 3, load, load), dtype=torch.uint8, generator=g)
     labels = torch.arange(args.images) % 10
     base = {**train_cfg, "crop_size": crop, "compile": COMPILE_WORDS[args.compile]}
-    models = _models(args.model, [args.seed], crop, width)
+    models = build_models(args.model, [args.seed], crop, width)
     train_classifiers(models, [args.seed], images, labels, TrainConfig.from_dict({**base, "epochs": 1}), device, stack="off")
     sync(device)
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("engine_concurrency worker: no go")
     cfg = TrainConfig.from_dict({**base, "epochs": args.epochs, "seed": args.seed})
-    models = _models(args.model, [args.seed], crop, width)
+    models = build_models(args.model, [args.seed], crop, width)
     start = time.time()
     train_classifiers(models, [args.seed], images, labels, cfg, device, stack="off")
     sync(device)

@@ -23,53 +23,28 @@ Writes JSON (machine, versions, command, figures) and a markdown table beside it
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from engine_throughput import PRESETS, _models, report_header, steps_per_epoch, sync, write_report  # noqa: E402
-
-from detdistill.augment import build_augment  # noqa: E402
-from detdistill.train import TrainConfig, train_classifiers  # noqa: E402
-
-#: protocol variants: what is taken away from the imagenette preset's evaluation protocol
-VARIANTS = {
-    "protocol": {},
-    "no colour jitter": {"color_jitter": 0.0},
-    "no augmentation, no CutMix": {"crop_scale": None, "color_jitter": 0.0, "flip": False, "cutmix_alpha": 0.0},
-    # the engine's `train.compile` (torch.compile of the model's forward; AOTAutograd compiles the
-    # backward too), plain and replayed as CUDA graphs: the full protocol, augmentation and
-    # optimizer left eager
-    "model compiled": {"compile": True},
-    "model compiled, CUDA graphs": {"compile": "cuda-graphs"},
-}
-#: what runs without --variants: the eager engine's protocol and what it is without (no compilation)
-DEFAULT_VARIANTS = ["protocol", "no colour jitter", "no augmentation, no CutMix"]
-
-
-def _parse_variants(text: str) -> list[str]:
-    """Comma-separated variant names, in the order given; a name may itself hold a comma, so the
-    longest known name at each position wins."""
-    parts, chosen = [p.strip() for p in text.split(",")], []
-    while parts:
-        for n in range(len(parts), 0, -1):
-            if ", ".join(parts[:n]) in VARIANTS:
-                chosen.append(", ".join(parts[:n]))
-                parts = parts[n:]
-                break
-        else:
-            raise ValueError(f"--variants: unknown {parts[0]!r}; choose from: {'; '.join(VARIANTS)}")
-    return chosen
+from detdistill.augment import build_augment
+from detdistill.testing.engine import (
+    DEFAULT_VARIANTS,
+    PRESETS,
+    VARIANTS,
+    build_models,
+    parse_variants,
+    report_header,
+    steps_per_epoch,
+    sync,
+    write_report,
+)
+from detdistill.train import TrainConfig, train_classifiers
 
 
 def _train_seconds(name, images, labels, cfg, crop, width, device) -> float:
-    models = _models(name, [0], crop, width)
+    models = build_models(name, [0], crop, width)
     sync(device)
     start = time.perf_counter()
     train_classifiers(models, [0], images, labels, cfg, device, stack="off")
@@ -102,7 +77,7 @@ def ops_per_step(name, images, labels, cfg, crop, width, device, short: int, lon
 
     counts = []
     for epochs in (short, long):
-        models = _models(name, [0], crop, width)
+        models = build_models(name, [0], crop, width)
         Count.calls = 0
         with Count():
             train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, stack="off")
@@ -125,7 +100,7 @@ def profile_table(name, images, labels, cfg, crop, width, device, epochs: int, r
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    models = _models(name, [0], crop, width)
+    models = build_models(name, [0], crop, width)
     train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": 1}), device, stack="off")
     with profile(activities=activities) as prof:
         train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, stack="off")
@@ -172,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     models = args.models.split(",")
 
     try:
-        variants = _parse_variants(args.variants)
+        variants = parse_variants(args.variants)
     except ValueError as exc:
         parser.error(str(exc))
     steps = []

@@ -16,88 +16,22 @@ Writes JSON (machine, versions, command, figures) with --out.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+from detdistill.testing.engine import PRESETS, build_models, report_header
+from detdistill.train import TrainConfig, train_classifiers
 
-from detdistill.models import build_model  # noqa: E402
-from detdistill.train import TrainConfig, train_classifiers  # noqa: E402
-
-from machine_info import cpu_description  # noqa: E402
-from reference_train import train_classifier_reference  # noqa: E402
-
-#: name -> (evaluation train config, load size, crop size, width, [(label, set size, models)])
-PRESETS = {
-    "digits": (
-        dict(batch_size=32, optimizer="sgd", lr=0.01, schedule="multistep", cutmix_alpha=1.0,
-             crop_scale=[0.5, 1.0], flip=False),
-        16, 16, 32,
-        [("ipc10", 100, ["convnet", "resnetap10", "resnet18"]), ("full", 1437, ["convnet"])],
-    ),
-    "imagenette": (
-        dict(batch_size=64, optimizer="sgd", lr=0.01, schedule="multistep", cutmix_alpha=1.0,
-             crop_scale=[0.5, 1.0], color_jitter=0.4, flip=True),
-        256, 224, 64,
-        [("ipc10", 100, ["resnetap10", "convnet", "resnet18"]), ("full", 9469, ["resnet18"])],
-    ),
-}
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU), so a timer reads finished work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def steps_per_epoch(images: int, batch_size: int) -> int:
-    """Optimizer steps in one epoch of `images` (the engine's last batch may be short)."""
-    return -(-images // min(batch_size, images))
-
-
-def report_header(script: str, argv: list[str] | None, device: torch.device) -> dict:
-    """What every engine benchmark's JSON starts with: the command as typed (quoted), the date, the
-    device (the GPU's name, or the CPU with torch's thread count) and the library versions."""
-    import kornia
-
-    return {
-        "command": shlex.join(["python", f"bench/{script}", *(sys.argv[1:] if argv is None else argv)]),
-        "date": datetime.date.today().isoformat(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else f"CPU ({cpu_description()}; {torch.get_num_threads()} threads)",
-        "torch": torch.__version__, "kornia": kornia.__version__,
-    }
-
-
-def write_report(out: Path, report: dict, title: str, what: str) -> list[str]:
-    """Write `report` as JSON to `out`; return the first lines of its markdown (title, command,
-    date, versions and `what` was measured), for the caller's tables to follow."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    return [f"# {title}: {report['device']}", "",
-            f"`{report['command']}` ({report['date']}; torch {report['torch']}, kornia {report['kornia']}); {what}", ""]
-
-
-def _models(name, seeds, crop, width):
-    out = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        out.append(build_model(name, 10, crop, width))
-    return out
+from reference_train import train_classifier_reference  # bench/reference_train.py, beside this script
 
 
 def time_path(path, name, images, labels, cfg, crop, width, seeds, device) -> float:
     """Seconds for one whole training of every seed along `path` (after a one-epoch warm-up)."""
     def run(c):
-        models = _models(name, seeds, crop, width)
+        models = build_models(name, seeds, crop, width)
         if path == "reference":
             for seed, model in zip(seeds, models):
                 train_classifier_reference(model, images, labels, TrainConfig(**{**c.__dict__, "seed": seed}), device)

@@ -17,12 +17,9 @@ evaluation seed, with detdistill.stats' 95% t interval.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detdistill.experiments import FROM_PLAIN_ARM, LABEL_ONLY_METHODS, TRUST_SUFFIX
 from detdistill.stats import REFERENCE, difference_text, mean_std_text, paired_row

@@ -32,13 +32,11 @@ from pathlib import Path
 
 import torch
 
+from detdistill import data, pixel_cache
+from detdistill.testing.machine import machine, versions
+from detdistill.testing.workflow_run import package_search_path
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO))
-
-from detdistill import data, pixel_cache  # noqa: E402 (after the sys.path lines)
-
-from rehearsal import machine, versions  # noqa: E402 (after the sys.path lines)
 
 
 def timed(function):
@@ -54,13 +52,14 @@ def read_in_new_process(frame, source_cfg: dict, size: int, store: Path):
     with tempfile.TemporaryDirectory() as folder:
         rows, out = Path(folder) / "rows.parquet", Path(folder) / "hit.pt"
         frame.to_parquet(rows)
-        code = ("import json, sys, time, pandas as pd, torch; sys.path.insert(0, sys.argv[1]);"
-                "import PIL, torchvision; from detdistill import data, pixel_cache; torch.set_num_threads(int(sys.argv[6]));"
-                "pixel_cache.configure(sys.argv[4], min_images=1); frame = pd.read_parquet(sys.argv[2]);"
-                "start = time.perf_counter(); images = data.load_images(frame, json.loads(sys.argv[3]), int(sys.argv[5]));"
-                "seconds = time.perf_counter() - start; torch.save({'images': images, 'seconds': seconds}, sys.argv[7])")
-        subprocess.run([sys.executable, "-c", code, str(REPO), str(rows), json.dumps(source_cfg), str(store), str(size),
-                        str(torch.get_num_threads()), str(out)], check=True)
+        code = ("import json, sys, time, pandas as pd, torch;"
+                "import PIL, torchvision; from detdistill import data, pixel_cache; torch.set_num_threads(int(sys.argv[5]));"
+                "pixel_cache.configure(sys.argv[3], min_images=1); frame = pd.read_parquet(sys.argv[1]);"
+                "start = time.perf_counter(); images = data.load_images(frame, json.loads(sys.argv[2]), int(sys.argv[4]));"
+                "seconds = time.perf_counter() - start; torch.save({'images': images, 'seconds': seconds}, sys.argv[6])")
+        # the detdistill this script imported, in the new process too
+        subprocess.run([sys.executable, "-c", code, str(rows), json.dumps(source_cfg), str(store), str(size),
+                        str(torch.get_num_threads()), str(out)], check=True, env=package_search_path())
         result = torch.load(out, weights_only=True)
     return result["images"], result["seconds"]
 

@@ -23,16 +23,13 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from detdistill import protocols
+from detdistill.best_epoch import measured_epochs
+from detdistill.models import build_model
+from detdistill.stages.evaluation import batch_size_for, epochs_for, evaluation_model
+from detdistill.testing.machine import cpu_description
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO))
-
-from detdistill import protocols  # noqa: E402
-from detdistill.best_epoch import measured_epochs  # noqa: E402
-from detdistill.models import build_model  # noqa: E402
-from detdistill.stages.evaluation import batch_size_for, epochs_for, evaluation_model  # noqa: E402
-
-from machine_info import cpu_description  # noqa: E402
 
 #: train and test images per dataset (fastai imagenette2 / imagewoof2; CIFAR-10)
 SPLITS = {"imagenette": (9469, 3925), "imagewoof": (9025, 3929), "cifar10": (50000, 10000)}

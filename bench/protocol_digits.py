@@ -26,8 +26,7 @@ import yaml
 from detdistill import protocols
 from detdistill.stages import evaluation
 from detdistill.stats import paired_row
-
-from machine_info import cpu_description
+from detdistill.testing.machine import cpu_description
 
 # digits keeps these from its own config under any protocol: the size the sets are made at, the
 # seeds the run's evaluations used, and no flips (a flipped digit is another glyph)

@@ -48,17 +48,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 # no progress bar from the stage's chunk loop (tqdm reads this when imported)
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from detdistill.generators.base import run_img2img  # noqa: E402
-from detdistill.generators.sd15 import speed_up  # noqa: E402
-from detdistill.stages.generation import candidate_rows, generate_chunks  # noqa: E402
+from detdistill.generators.base import run_img2img
+from detdistill.generators.sd15 import speed_up
+from detdistill.stages.generation import candidate_rows, generate_chunks
+from detdistill.testing.machine import cpu_description
+from detdistill.testing.sd_shapes import (
+    TEXT_TOKENS,
+    UNET_SD15,
+    UNET_TINY,
+    VAE_SD15,
+    VAE_TINY,
+    build_sd_pipeline,
+    vae_factor,
+)
 
-from machine_info import cpu_description  # noqa: E402
-from sd_shapes import TEXT_TOKENS, UNET_SD15, UNET_TINY, VAE_SD15, VAE_TINY, build_sd_pipeline, vae_factor  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 #: dense bf16 (= fp16) tensor-core peak in TFLOP/s, by a pattern of torch.cuda.get_device_name()
 PEAK_TFLOPS = [

@@ -11,32 +11,8 @@ import datetime as dt
 import platform
 from pathlib import Path
 
-import pandas as pd
-
-from machine_info import cpu_description
-
-
-def job_table(bench_dir: Path, dataset: str | None = None) -> pd.DataFrame:
-    """One row per job: rule, job (the benchmark file's stem), wall and CPU seconds, max RSS."""
-    rows = []
-    for tsv in sorted(Path(bench_dir).glob("*/*.tsv")):
-        # benchmark files are named <dataset>[_...].tsv: keep one dataset's jobs out of another's table
-        if dataset and tsv.stem != dataset and not tsv.stem.startswith(f"{dataset}_"):
-            continue
-        row = pd.read_csv(tsv, sep="\t").iloc[0]
-        rows.append({"rule": tsv.parent.name, "job": tsv.stem, "seconds": row["s"], "max_rss_mb": row["max_rss"], "cpu_seconds": row["cpu_time"]})
-    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb", "cpu_seconds"])
-
-
-def stage_table(bench_dir: Path, dataset: str | None = None) -> pd.DataFrame:
-    jobs = job_table(bench_dir, dataset)
-    return (
-        jobs.groupby("rule")
-        .agg(jobs=("job", "count"), wall_seconds=("seconds", "sum"), cpu_seconds=("cpu_seconds", "sum"), max_rss_mb=("max_rss_mb", "max"))
-        .sort_values("wall_seconds", ascending=False)
-        .round(1)
-        .reset_index()
-    )
+from detdistill.testing.machine import cpu_description
+from detdistill.testing.workflow_run import stage_table
 
 
 def main() -> None:

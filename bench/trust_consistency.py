@@ -30,10 +30,9 @@ from detdistill import data
 from detdistill.device import seed_everything
 from detdistill.models import build_model
 from detdistill.stats import paired_row
+from detdistill.testing.machine import cpu_description
 from detdistill.train import TrainConfig
 from detdistill.trust import TrustConfig, label_scores, trust_split
-
-from machine_info import cpu_description
 
 METRICS = ["trusted", "precision_pct", "recall_pct", "recalibrated", "recalibration_accuracy_pct"]
 

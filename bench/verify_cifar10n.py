@@ -35,15 +35,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from detdistill.data import load_image_files
+from detdistill.models import build_model
+from detdistill.testing.machine import cpu_description
+from detdistill.train import TrainConfig, predict, train_classifier
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from detdistill.data import load_image_files  # noqa: E402 (after the sys.path line)
-from detdistill.models import build_model  # noqa: E402
-from detdistill.train import TrainConfig, predict, train_classifier  # noqa: E402
-
-from machine_info import cpu_description  # noqa: E402
-
 DATA = REPO.parent / "shared" / "data"
 COLUMNS = ["aggregate", "random1", "random2", "random3", "worst"]
 

@@ -1,16 +1,18 @@
-"""config/schema.yaml, the one source of every setting's default: Snakemake's `validate` fills them
-into the workflow's config, and the library's own entry points (`TrainConfig`, the embedded
+"""The configuration schema, the one source of every setting's default: Snakemake's `validate` fills
+them into the workflow's config, and the library's own entry points (`TrainConfig`, the embedded
 generator's training) read them from here, so a default is written once.
 
-The schema is read from the checkout the package lives in (`<repo>/config/schema.yaml`): detdistill
-runs from its repository (an editable install, or PYTHONPATH), as the workflow's jobs do."""
+The schema ships inside the package (detdistill/schema.yaml, package data), so an installed wheel
+has its defaults; the checkout's config/schema.yaml is a link to it, where users and the workflow
+find it beside their configs."""
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from pathlib import Path
 
-SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+SCHEMA = Path(str(importlib.resources.files("detdistill") / "schema.yaml"))
 DEF_PREFIX = "#/$defs/"
 
 
@@ -24,8 +26,8 @@ def load_schema(path: Path = SCHEMA) -> dict:
 
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: detdistill reads its defaults from config/schema.yaml of its checkout; "
-            "install it from the repository (pip install -e .) or put the checkout on PYTHONPATH"
+            f"{path} not found: detdistill reads its defaults from the schema.yaml installed with the "
+            "package; reinstall detdistill (pip install .)"
         )
     return yaml.safe_load(path.read_text())
 

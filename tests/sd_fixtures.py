@@ -2,16 +2,14 @@
 
 Same components and folder layout as stable-diffusion-v1-5 (model_index.json, unet/, vae/,
 text_encoder/, tokenizer/, scheduler/), random weights, a few hundred kB on disk. The configs and
-the builder are shared with the benchmarks (`bench/sd_shapes.py`).
+the builder are shared with the benchmarks (`detdistill.testing.sd_shapes`).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from sd_shapes import TEXT_ENCODER_TINY, UNET_TINY, VAE_TINY, save_sd_pipeline, vae_factor
+from detdistill.testing.sd_shapes import TEXT_ENCODER_TINY, UNET_TINY, VAE_TINY, save_sd_pipeline, vae_factor
 
 IMAGE_SIZE = VAE_TINY["sample_size"]  # VAE with 3 blocks: 32 px -> 8x8 latents
 LATENT_SIZE = IMAGE_SIZE // vae_factor(VAE_TINY)

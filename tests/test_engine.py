@@ -1,6 +1,7 @@
 """The training engine (detdistill.train.train_classifiers): stacked runs are the same runs as
 one by one, each run keeps its own randomness, the batched augmentation draws per image, and the
-engine reaches the accuracy of the loop it replaced (bench/reference_train.py) within seed noise."""
+engine takes the optimizer steps and reaches the accuracy of the loop it replaced
+(bench/reference_train.py, whose optimizer and schedule are torch.optim's, not the engine's)."""
 
 import math
 import statistics
@@ -139,6 +140,34 @@ def _digits(per_class_train=10, size=16):
     return x[train], y[train], x[test], y[test]
 
 
+@pytest.mark.parametrize("optimizer, schedule", [("sgd", "multistep"), ("adam", "cosine"), ("adamw", "half_cosine")])
+def test_engine_takes_the_reference_loops_optimizer_steps(optimizer, schedule, monkeypatch):
+    """Without augmentation or CutMix both loops see the same batches in the same order (each
+    shuffles with a generator seeded by the run's seed), so the engine's optimizer and schedule
+    must take the reference's steps: the same lr every epoch, losses and weights. The models are
+    float64; the engine takes its loss in float32 (as on every device), which moves the weights
+    by under 3e-8 here, far below what a dropped momentum or weight decay or a milestone one
+    epoch off moves them (1e-5 and more)."""
+    import detdistill.train
+
+    monkeypatch.setattr(detdistill.train, "to_float", lambda x: x.double().div(255))
+    images, labels = _images()
+    cfg = TrainConfig.from_dict(dict(epochs=12, batch_size=8, optimizer=optimizer, lr=0.01, momentum=0.9,
+                                     weight_decay=5e-3, schedule=schedule, cutmix_alpha=0.0, crop_scale=False,
+                                     flip=False, seed=3))
+    engine_model, reference_model = (m.double() for m in _models("convnet", [3, 3]))
+    engine = train_classifiers([engine_model], [3], images, labels, cfg, CPU)[0]
+    reference = train_classifier_reference(reference_model, images, labels, cfg, CPU)
+    if schedule == "multistep":  # x0.2 at epochs 8 and 10 of 12 (2/3 and 5/6)
+        assert [row["lr"] for row in reference] == pytest.approx([0.01] * 8 + [0.002] * 2 + [0.0004] * 2, rel=1e-12)
+    assert [row["lr"] for row in engine] == pytest.approx([row["lr"] for row in reference], rel=1e-12)
+    assert [row["loss"] for row in engine] == pytest.approx([row["loss"] for row in reference], rel=1e-6, abs=1e-6)
+    assert engine[-1]["loss"] < 0.5 * engine[0]["loss"]  # it trains: the comparison is not of two idle runs
+    ours, theirs = engine_model.state_dict(), reference_model.state_dict()
+    for key in ours:
+        assert torch.allclose(ours[key], theirs[key], rtol=0, atol=1e-6), key
+
+
 def test_engine_reaches_the_reference_accuracy_within_seed_noise():
     """The evaluation protocol of the digits default (SGD, multistep, CutMix, RandomResizedCrop),
     IPC 10 real images, 5 seeds each: the engine's mean test accuracy lies within seed noise of
@@ -149,11 +178,14 @@ def test_engine_reaches_the_reference_accuracy_within_seed_noise():
     seeds = [0, 1, 2, 3, 4]
     engine, reference = [], []
     models = _models("convnet", seeds, classes=10)
-    train_classifiers(models, seeds, x, y, TrainConfig.from_dict(cfg), CPU)
+    histories = train_classifiers(models, seeds, x, y, TrainConfig.from_dict(cfg), CPU)
     engine = [accuracy(m, tx, ty, CPU) for m in models]
     for seed, model in zip(seeds, _models("convnet", seeds, classes=10)):
-        train_classifier_reference(model, x, y, TrainConfig.from_dict({**cfg, "seed": seed}), CPU)
+        history = train_classifier_reference(model, x, y, TrainConfig.from_dict({**cfg, "seed": seed}), CPU)
         reference.append(accuracy(model, tx, ty, CPU))
+    # the protocol as written: x0.2 at epochs 40 and 50 of 60
+    assert [row["lr"] for row in history] == pytest.approx([0.01] * 40 + [0.002] * 10 + [0.0004] * 10, rel=1e-12)
+    assert all([row["lr"] for row in run] == pytest.approx([row["lr"] for row in history], rel=1e-12) for run in histories)
     diff = statistics.mean(engine) - statistics.mean(reference)
     noise = (statistics.variance(engine) / 5 + statistics.variance(reference) / 5) ** 0.5
     assert statistics.mean(reference) > 0.6  # the protocol learns at all

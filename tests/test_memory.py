@@ -1,5 +1,5 @@
 """Bounded memory: the streamed paths give the results of the load-everything ones, each job logs
-its exact peak RSS, and bench/memory_cifar10.py reads and reports it (on hand-made files)."""
+its exact peak RSS, and bench/memory_cifar10.py (detdistill.testing.memory) reads and reports it (on hand-made files)."""
 
 import subprocess
 import sys
@@ -9,15 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from detdistill import io
 from detdistill.stages.classifiers import SCORE_CHUNK, score_images
+from detdistill.testing import memory
 from detdistill.workflow import PEAK_RSS_PREFIX
 
 from conftest import REPO
-
-sys.path.insert(0, str(REPO / "bench"))
-import memory_cifar10
 
 
 @pytest.fixture
@@ -94,7 +93,7 @@ def test_job_log_ends_with_its_peak_rss(tmp_path):
     subprocess.run([sys.executable, "-c", large_parent], check=True, cwd=REPO, timeout=180)
     last = log.read_text().strip().splitlines()[-1]
     assert PEAK_RSS_PREFIX in last
-    assert 300 < memory_cifar10.exact_peak_mib(log) < 1536
+    assert 300 < memory.exact_peak_mib(log) < 1536
 
 
 BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -117,7 +116,7 @@ def test_rule_table_takes_each_rules_largest_job(tmp_path):
     _job(tmp_path, "evaluate", "digits_ipc10_d4m_convnet", 9000, 9000.0)  # another dataset: left out
     _job(tmp_path, "prepare_generator", "cifar10", 4000, 4200.0)
     _job(tmp_path, "aggregate_results", "cifar10_ipc10", 300)  # no peak line: the job did not finish
-    rules = memory_cifar10.rule_table(memory_cifar10.memory_jobs(tmp_path)).set_index("rule")
+    rules = memory.rule_table(memory.memory_jobs(tmp_path)).set_index("rule")
     # pipeline order, not alphabetical
     assert rules.index.tolist() == ["prepare_generator", "evaluate", "aggregate_results"]
     assert rules.loc["evaluate", "jobs"] == 2
@@ -133,25 +132,28 @@ def test_evaluation_peaks_are_raised_to_the_configs_seeds(tmp_path):
     _job(tmp_path, "evaluate_full", "cifar10_convnet", 1020, 1020.0)
     _job(tmp_path, "encode_latents", "cifar10", 1100, 1100.0)
     settings = {"evaluation": {"models": ["convnet", "resnet18"], "seeds": [0], "image_size": 16, "width": 64}}
-    jobs = memory_cifar10.with_config_seeds(memory_cifar10.memory_jobs(tmp_path), settings, 10).set_index("job")
-    resnet18 = memory_cifar10.seed_model_mib("resnet18", 10, settings["evaluation"])
+    bench_config = yaml.safe_load((REPO / "config" / "bench" / "cifar10_embedded.yaml").read_text())
+    config_seeds = len(bench_config["datasets"]["cifar10"]["evaluation"]["seeds"])
+    assert config_seeds == 3
+    jobs = memory.with_config_seeds(memory.memory_jobs(tmp_path), settings, 10, config_seeds).set_index("job")
+    resnet18 = memory.seed_model_mib("resnet18", 10, settings["evaluation"])
     assert 40 < resnet18 < 45  # 11.2 M float32 parameters
     # config/bench/cifar10_embedded.yaml trains 3 seeds: two more models than measured
     assert jobs.loc["cifar10_resnet18", "peak_at_config_seeds_mib"] == pytest.approx(1000 + 2 * resnet18)
     assert jobs.loc["cifar10", "peak_at_config_seeds_mib"] == 1100.0
-    rules = memory_cifar10.rule_table(jobs.reset_index()).set_index("rule")
+    rules = memory.rule_table(jobs.reset_index()).set_index("rule")
     assert rules.loc["evaluate_full", "largest_job"] == "cifar10_resnet18"  # by the figure at 3 seeds
     assert rules.loc["evaluate_full", "peak_at_config_seeds_mib"] == pytest.approx(1000 + 2 * resnet18, abs=0.1)
 
 
 def test_imagenette_projection_of_resident_images():
-    resident = memory_cifar10.resident_images(memory_cifar10.IMAGENETTE)
+    resident = memory.resident_images(memory.IMAGENETTE)
     # 9,469 train images at 256 px as uint8: 1.86 GB, with the 3,925 test images beside them
     assert resident["evaluate_full"][0] * 2**20 == pytest.approx((9_469 + 3_925) * 3 * 256 * 256)
     assert resident["evaluate"][0] * 2**20 == pytest.approx(3_925 * 3 * 256 * 256)
     rules = pd.DataFrame({"rule": ["evaluate_full"], "peak_rss_mib": [1000.0]})
     cifar = {"train": 50_000, "test": 10_000, "image_size": 32, "eval_load_size": 16}
-    row = next(r for r in memory_cifar10.projection(rules, cifar) if r["rule"] == "evaluate_full")
+    row = next(r for r in memory.projection(rules, cifar) if r["rule"] == "evaluate_full")
     cifar_images = 60_000 * 3 * 16 * 16 / 2**20
     assert row["cifar10_rest_mib"] == pytest.approx(1000 - cifar_images, abs=0.1)
     assert row["projected_peak_mib"] == pytest.approx(1000 - cifar_images + resident["evaluate_full"][0], abs=0.2)

@@ -1,10 +1,16 @@
 """The declared software agrees with itself: pyproject.toml's bounds, the pins in envs/ and the
-conda environment every rule names. A package added to one and forgotten in another fails here."""
+conda environment every rule names. A package added to one and forgotten in another fails here.
+And the package installs as a wheel that runs the workflow without the checkout's detdistill/."""
 
+import os
 import re
+import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -132,3 +138,76 @@ def test_snakemake_lint_passes(tmp_path):
     workdir = copy_workflow(tmp_path / "workflow_copy")
     proc = subprocess.run([*SNAKEMAKE, "--lint"], cwd=workdir, capture_output=True, text=True)
     assert proc.returncode == 0, f"snakemake --lint:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+
+WHERE_RULE = '''
+
+rule where_is_detdistill:
+    output:
+        "where.txt",
+    script:
+        "where.py"
+'''
+
+
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory):
+    """The package built as a wheel (from a copy of its sources: the checkout gets no build/ folder)
+    and installed into a folder of its own: (the wheel, the folder)."""
+    root = tmp_path_factory.mktemp("wheel")
+    source = root / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(REPO / "detdistill", source / "detdistill", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    # the build backend of the environment: no download
+    build = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(source), "-w", str(root / "dist")],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    (wheel,) = (root / "dist").glob("detdistill-*.whl")
+    site = root / "site"
+    install = subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--target", str(site), str(wheel)],
+                             capture_output=True, text=True)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    return wheel, site
+
+
+def test_wheel_ships_the_schema_and_the_testing_helpers(installed_wheel):
+    wheel, site = installed_wheel
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {"detdistill/schema.yaml", "detdistill/testing/__init__.py", "detdistill/testing/sd_shapes.py"} <= names
+    assert (site / "detdistill" / "schema.yaml").read_bytes() == (REPO / "config" / "schema.yaml").read_bytes()
+    # one file: the checkout's config/schema.yaml is a link to the package's
+    assert (REPO / "config" / "schema.yaml").resolve() == (REPO / "detdistill" / "schema.yaml").resolve()
+
+
+def test_installed_wheel_runs_the_workflow_without_the_checkout(installed_wheel, tmp_path):
+    """The workflow's files without detdistill/ and the package from the wheel alone (PYTHONPATH
+    before the editable install): the default target's dry run plans, a real stage writes its
+    artifact, and a job imports detdistill from the wheel's folder, defaults and all."""
+    _, site = installed_wheel
+    workdir = copy_workflow(tmp_path / "workflow_copy")
+    assert not (workdir / "detdistill").exists() and (workdir / "config" / "schema.yaml").is_file()
+    with open(workdir / "Snakefile", "a") as snakefile:
+        snakefile.write(WHERE_RULE)
+    (workdir / "where.py").write_text(
+        "from pathlib import Path\n\nimport detdistill\nfrom detdistill.schema import SCHEMA, defaults\n\n"
+        "Path(snakemake.output[0]).write_text(f\"{detdistill.__file__}\\n{SCHEMA}\\n{defaults('train')['epochs']}\\n\")\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+
+    def run(*args):
+        proc = subprocess.run([*SNAKEMAKE, *args, "--cores", "1"], cwd=workdir, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"snakemake {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        return proc.stdout + proc.stderr
+
+    assert "prepare_data" in run("--dry-run")  # the default target, results/digits_ipc10.csv
+    run("where.txt", "results/digits/data/manifest.parquet")
+    module, schema, epochs = (workdir / "where.txt").read_text().splitlines()
+    assert Path(module).is_relative_to(site) and Path(schema) == site / "detdistill" / "schema.yaml"
+    train = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["$defs"]["train"]["properties"]
+    assert int(epochs) == train["epochs"]["default"]
+    manifest = pd.read_parquet(workdir / "results" / "digits" / "data" / "manifest.parquet")
+    assert len(manifest) == 1797 and set(manifest.split) >= {"train", "test"}

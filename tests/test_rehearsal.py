@@ -112,12 +112,11 @@ def test_markdown_names_machine_command_and_labels_projections(rehearsal):
     assert (out / "logs.tar.gz").stat().st_size > 0
 
 
-def test_fixed_part_is_fitted_from_one_epoch_and_the_rehearsal(monkeypatch):
+def test_fixed_part_is_fitted_from_one_epoch_and_the_rehearsal():
     """Hand-made walls: 1 epoch 5 s, 20 epochs 12 s -> 7/19 s per epoch, fixed part 5 - 7/19 s."""
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
     import pandas as pd
 
-    from rehearsal import fit_fixed
+    from detdistill.testing.rehearsal import fit_fixed
 
     main = pd.DataFrame({"seconds": [11.5, 12.5], "epochs": [20, 20]})
     fit = fit_fixed(main, pd.Series({"seconds": 5.0, "epochs": 1}))
@@ -130,14 +129,13 @@ def test_fixed_part_is_fitted_from_one_epoch_and_the_rehearsal(monkeypatch):
     assert fit_fixed(main, None)["fixed_s"] == 0.0
 
 
-def test_a_job_stopped_by_the_deadline_is_not_counted_as_snakemake_time(monkeypatch, tmp_path):
+def test_a_job_stopped_by_the_deadline_is_not_counted_as_snakemake_time(tmp_path):
     """A stopped run's job that left no benchmark file (as on the H200, where the candidates job
     ran 171 s when the budget stopped the run) is timed from its start in Snakemake's log to the
     end of the run; finished jobs and unstopped runs give no such row."""
     import datetime
 
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    from rehearsal import unfinished_jobs
+    from detdistill.testing.workflow_run import unfinished_jobs
 
     (tmp_path / "benchmarks" / "detect_anomalies").mkdir(parents=True)
     (tmp_path / "benchmarks" / "detect_anomalies" / "r_ipc10.tsv").write_text("s\n3.8\n")
@@ -157,12 +155,11 @@ def test_a_job_stopped_by_the_deadline_is_not_counted_as_snakemake_time(monkeypa
     assert unfinished_jobs({**run, "stopped_by_budget": False}, tmp_path / "benchmarks") == []
 
 
-def test_epoch_seconds_time_each_run_after_its_first_epoch(monkeypatch, tmp_path):
+def test_epoch_seconds_time_each_run_after_its_first_epoch(tmp_path):
     """The steady rate from a job log's epoch lines (tqdm's bar shares their line): per run, the
     time from its first logged epoch to its last over the epochs between, summed over the runs;
     None when a run logged one epoch only, or for no log."""
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    from rehearsal import epoch_seconds
+    from detdistill.testing.rehearsal import epoch_seconds
 
     log = tmp_path / "job.log"
     log.write_text(
@@ -178,18 +175,16 @@ def test_epoch_seconds_time_each_run_after_its_first_epoch(monkeypatch, tmp_path
     assert epoch_seconds(tmp_path / "missing.log") is None
 
 
-def test_train_compile_reaches_every_training_and_passes_the_schema(monkeypatch, tmp_path):
+def test_train_compile_reaches_every_training_and_passes_the_schema(tmp_path):
     """`--train-compile cuda-graphs` sets train.compile for the detector, the judge and the
     evaluations of the rehearsal's config, which the workflow's schema accepts (and rejects a
     wrong word); without it the paper config's value stays."""
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from detdistill.testing.rehearsal import DATASET, paper_settings, rehearsal_settings
     from detdistill.train import COMPILE_WORDS
     from detdistill.workflow import check_config
 
-    from rehearsal import DATASET, paper_settings, rehearsal_settings
-
-    paper = paper_settings()
-    graphs = rehearsal_settings(paper, tmp_path, tmp_path, 0.01, False, COMPILE_WORDS["cuda-graphs"])
+    paper = paper_settings(REPO / "config" / "imagenette.yaml")
+    graphs = rehearsal_settings(paper, tmp_path, tmp_path, 0.01, train_compile=COMPILE_WORDS["cuda-graphs"])
     assert [graphs[r]["train"]["compile"] for r in ("detector", "judge")] == ["cuda-graphs"] * 2
     assert graphs["evaluation"]["train"]["compile"] == "cuda-graphs"
     def full_config(settings):  # the workflow's default config with the rehearsal's dataset added
@@ -198,7 +193,7 @@ def test_train_compile_reaches_every_training_and_passes_the_schema(monkeypatch,
         return config
 
     check_config(full_config(graphs), REPO / "config" / "schema.yaml")  # stops on a rejected key
-    plain = rehearsal_settings(paper, tmp_path, tmp_path, 0.01, False)
+    plain = rehearsal_settings(paper, tmp_path, tmp_path, 0.01)
     assert plain["evaluation"]["train"].get("compile") == paper["evaluation"]["train"].get("compile")
     graphs["evaluation"]["train"]["compile"] = "graphs"
     with pytest.raises(SystemExit):
@@ -210,10 +205,8 @@ def test_peak_gpu_memory_is_logged_by_cuda_jobs_and_tabled_per_rule(monkeypatch,
     logs nothing; the rehearsal reads the lines back and keeps each rule's largest job."""
     import torch
 
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    from detdistill.testing.rehearsal import peak_gpu_memory
     from detdistill.workflow import peak_gpu_line
-
-    from rehearsal import peak_gpu_memory
 
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     assert peak_gpu_line() is None

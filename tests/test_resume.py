@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, snakemake
+from detdistill.testing import kill_resume
 
-sys.path.insert(0, str(REPO / "bench"))
-import kill_resume
+from conftest import REPO, copy_workflow, snakemake
 
 N_CANDIDATES = 3  # tests/config/tiny.yaml
 CANDIDATES = "results/tiny/ipc2/candidates/part0"

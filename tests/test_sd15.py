@@ -18,7 +18,6 @@ from detdistill.generators.sd15 import (
     write_generator_spec,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
 from batching import (
     PROTOTYPES_PER_CLASS,
     batched_candidates,
@@ -82,9 +81,9 @@ def test_missing_folder_names_folder_and_command(tmp_path):
 
 
 def test_readme_download_command_fetches_what_the_workflow_loads():
-    """The README's download line is the one the missing-weights message prints: the files loaded,
-    not the whole hub repository (its checkpoints add tens of GB)."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    """docs/reproduce.md's download line is the one the missing-weights message prints: the files
+    loaded, not the whole hub repository (its checkpoints add tens of GB)."""
+    readme = (Path(__file__).parents[1] / "docs" / "reproduce.md").read_text()
     assert ".venv/bin/" + _download_hint(DEFAULT_MODEL, "resources/stable-diffusion-v1-5") in readme
 
 

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from detdistill.baselines import SELECTION_METHODS
+from detdistill.baselines import BASELINES, SELECTION_METHODS
 from detdistill.calibration import QUANTILE_MODES
 from detdistill.data import DataError, inspect_source, validation_count
 from detdistill.experiments import LABEL_ONLY_METHODS, ExperimentError
@@ -22,12 +22,13 @@ from detdistill.replicates import check_seeds as check_replicate_seeds
 from detdistill.replicates import construction_seed
 from detdistill.replicates import expand as expand_replicates
 from detdistill.replicates import replicate_names
+from detdistill.schema import SCHEMA as SCHEMA_FILE
 from detdistill.sweeps import KNOB_METHODS, REFERENCE as SWEEP_REFERENCE, knob_value, point_name
 from detdistill.workflow import check_config, check_writable, stop
 
 # Bad input stops the run with one line naming the cause and the fix (detdistill.workflow.stop),
 # here while the DAG is built where a check is cheap, else inside the job (detdistill.workflow.setup).
-SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))
+SCHEMA = check_config(config, SCHEMA_FILE)
 try:
     # each label-noise experiment adds its arms as datasets (detdistill.experiments)
     expand_noise_experiments(config)
@@ -38,8 +39,9 @@ try:
     PROTOCOL_OVERRIDES = apply_protocols(config)
 except (ExperimentError, ReplicateError, ProtocolError) as error:
     stop(str(error))
-SCHEMA = check_config(config, Path(workflow.basedir, "config", "schema.yaml"))  # the arms too
-validate(config, schema="../../config/schema.yaml")  # valid now: this only fills in the defaults
+SCHEMA = check_config(config, SCHEMA_FILE)  # the arms too
+# the package's schema, as the package's own defaults (config/schema.yaml links to it)
+validate(config, schema=str(SCHEMA_FILE))  # valid now: this only fills in the defaults
 try:
     check_replicate_seeds(config)  # needs the top-level `seed`'s default
 except ReplicateError as error:
@@ -51,7 +53,7 @@ wildcard_constraints:
     dataset=SCHEMA["properties"]["datasets"]["propertyNames"]["pattern"].strip("^$"),
     ipc="[0-9]+",
     part="[0-9]+",
-    method="|".join(["d4m", "conf", "sim", "conf_sim", "random", "herding", "kcenter"]),
+    method="|".join([*REFINEMENT_METHODS, *BASELINES]),
     role="detector|judge|teacher",
     # a model's name never holds a slash: keeps eval_full/{model}.parquet off eval_full/{model}/seed{seed}.parquet
     model="[^/]+",
@@ -65,7 +67,8 @@ wildcard_constraints:
 
 SYNTHETIC_METHODS = list(REFINEMENT_METHODS)  # d4m and the three refinements (detdistill.refine)
 FEATURE_BASELINES = list(SELECTION_METHODS)  # real images chosen in the detector's feature space
-DEFAULT_BASELINES = ["random"]
+# config/schema.yaml's default of `evaluation.baselines`
+DEFAULT_BASELINES = SCHEMA["$defs"]["dataset"]["properties"]["evaluation"]["properties"]["baselines"]["default"]
 
 
 def get_eval_methods(wildcards):
@@ -238,8 +241,7 @@ def get_labels(wildcards):
 def get_generator(wildcards):
     """The shipped/pretrained weights folder when configured, else the one the workflow prepares."""
     generator = dataset_config(wildcards)["generator"]
-    if generator["backend"] == "sd15":
-        check_sd_weights(generator["model"])
+    check_generator_backend(generator, wildcards.dataset)
     shipped = generator.get("checkpoint")
     if not shipped:
         # a set-construction replicate uses the generator of the dataset it repeats
@@ -253,19 +255,22 @@ def get_generator(wildcards):
     return shipped
 
 
-_checked_weights = {}
+_checked_generators = set()
 
 
-def check_sd_weights(model):
-    """Fail while the DAG is built, before any job starts, when Stable Diffusion weights are missing."""
-    if model not in _checked_weights:
-        from detdistill.generators.sd15 import MissingWeightsError, resolve_weights
+def check_generator_backend(generator, dataset):
+    """Fail while the DAG is built, before any job starts, when the backend could not prepare its
+    generator (sd15: Stable Diffusion weights missing): the backend's own check."""
+    key = repr(sorted(generator.items()))
+    if key not in _checked_generators:
+        from detdistill.generators import BACKENDS, GeneratorNotReady
+        from detdistill.registry import UnknownName
 
         try:
-            _checked_weights[model] = resolve_weights(model)
-        except MissingWeightsError as error:
+            BACKENDS.get(generator["backend"], f"datasets.{dataset}.generator.backend").check(generator)
+        except (UnknownName, GeneratorNotReady) as error:
             stop(str(error))
-    return _checked_weights[model]
+        _checked_generators.add(key)
 
 
 def get_class_parts(wildcards):

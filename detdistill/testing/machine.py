@@ -1,4 +1,4 @@
-"""One description of the CPU for every benchmark's record.
+"""One description of the machine and its library versions for every benchmark's record.
 
 The same code and command ran the embedded default in 389 s on one 2-core VM and 1,280 s on
 another (bench/measurements/digits_default.md), and both had recorded themselves as "x86_64, 2
@@ -9,8 +9,10 @@ the other) and by the widest vector instructions it has, which decide CPU traini
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
+import re
 from pathlib import Path
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -50,3 +52,25 @@ def cpu_description(cpuinfo_text: str | None = None, cores: int | None = None) -
         details.append(vector)
     described = f"{name} ({'; '.join(details)})" if details else name
     return f"{described}, {cores} cores"
+
+
+def machine() -> tuple[str, str]:
+    """(description, file-name slug): the GPU's name, else the CPU's."""
+    import torch
+
+    cpu = cpu_description()
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+        return f"{gpu} (CUDA {torch.version.cuda}); {cpu}", re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    return f"CPU only: {cpu}", "cpu"
+
+
+def versions() -> dict[str, str | None]:
+    """Python's version and those of the libraries the figures depend on (None: not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("torch", "diffusers", "transformers", "kornia", "kornia_rs", "snakemake"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out

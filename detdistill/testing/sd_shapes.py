@@ -1,7 +1,7 @@
 """Stable-Diffusion-v1.5-shaped pipelines with random weights: the published configs and a builder.
 
-One place for the architecture figures that the speed benchmark (`sd_img2img_speed.py`), the
-workflow rehearsal (`rehearsal.py`) and the offline tests (`tests/sd_fixtures.py`) use, so a
+One place for the architecture figures that the speed benchmark (`bench/sd_img2img_speed.py`), the
+workflow rehearsal (`bench/rehearsal.py`) and the offline tests (`tests/sd_fixtures.py`) use, so a
 random-weight "SD v1.5" is the same model everywhere. Speed does not depend on the weights' values,
 so nothing is downloaded. The tokenizer is character-level (a hand-written CLIP BPE vocabulary
 with no merges): the real one's 49,408-entry vocabulary is part of the weights download, and the
@@ -11,11 +11,16 @@ text encoder runs once per prompt, so its tokens do not matter for speed.
 from __future__ import annotations
 
 import json
+import logging
 import string
 import tempfile
 from pathlib import Path
 
 import torch
+
+from .fake_data import cached_build
+
+log = logging.getLogger(__name__)
 
 #: unet/config.json of stable-diffusion-v1-5 (860M parameters)
 UNET_SD15 = {
@@ -181,3 +186,29 @@ def save_sd_pipeline(
         pipe = pipe.to(dtype=dtype)
     pipe.save_pretrained(folder)
     return folder
+
+
+def build_sd15_shaped(folder: Path, tiny: bool) -> dict:
+    """SD-v1.5-shaped random weights as a local diffusers folder (fp16, about 2.1 GB), or the tiny
+    test model (fp32); skipped when `folder` holds the same build. Returns the build's parameters."""
+    import gc
+
+    import diffusers
+
+    configs = (UNET_TINY, VAE_TINY, TEXT_ENCODER_TINY) if tiny else (UNET_SD15, VAE_SD15, TEXT_ENCODER_SD15)
+    dtype = "float32" if tiny else "float16"
+    params = {"unet": configs[0], "vae": configs[1], "text_encoder": configs[2], "dtype": dtype,
+              "tokenizer": "character-level CLIP BPE vocabulary (detdistill.testing.sd_shapes)", "weights": "random, seed 0"}
+
+    def build(staging: Path) -> None:
+        # random initialisation of 1.1 B parameters is much faster on the GPU
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        log.info("generator: building %s random weights on %s into %s", "tiny" if tiny else "SD-v1.5-shaped", device, folder)
+        # the cast's "modules that should be kept in float32: []" notice says nothing here
+        diffusers.utils.logging.set_verbosity_error()
+        save_sd_pipeline(staging, *configs, dtype=getattr(torch, dtype), device=device)
+        if device == "cuda":  # hand the weights' memory back before the workflow's jobs start
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    return cached_build(folder, params, build, "generator")
