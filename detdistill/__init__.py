@@ -1,3 +1,3 @@
 """detdistill: detector-guided dataset distillation with diffusion models."""
 
-__version__ = "0.1.0"
+__version__ = "0.5.0"

@@ -36,7 +36,8 @@ def test_every_rule_named_in_a_profile_exists():
 
 def test_readme_commands_put_targets_before_greedy_options():
     """`snakemake --cores 1 --resources gpu=1 results/x.csv` parses the target as a resource."""
-    for line in (REPO / "README.md").read_text().splitlines():
+    documents = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    for line in (line for document in documents for line in document.read_text().splitlines()):
         command = line.split("#")[0]
         if "snakemake " not in command:
             continue

@@ -19,12 +19,12 @@ DATASET_SIZE = IMAGE_SIZE // 2
 
 
 def readme_gpu_commands() -> list[list[str]]:
-    """The README's GPU commands for the ImageNette target, as printed (comments removed): the
+    """docs/reproduce.md's GPU commands for the ImageNette target, as printed (comments removed): the
     one-GPU command first, then the one that lets several GPU jobs share the card."""
-    lines = [line.split("#")[0].strip() for line in (REPO / "README.md").read_text().splitlines()]
+    lines = [line.split("#")[0].strip() for line in (REPO / "docs" / "reproduce.md").read_text().splitlines()]
     commands = [shlex.split(line) for line in lines if "results/imagenette_ipc10.csv" in line and "--resources" in line]
     assert [c[-4:] for c in commands] == [["--cores", "1", "--resources", "gpu=1"], ["--cores", "12", "--resources", "gpu=6"]], (
-        f"README: expected the one-GPU command and the shared-card one for the ImageNette target, got {commands}")
+        f"docs/reproduce.md: expected the one-GPU command and the shared-card one for the ImageNette target, got {commands}")
     for words in commands:
         assert words[0] == ".venv/bin/snakemake", words
     return [[*SNAKEMAKE, *words[1:]] for words in commands]
