@@ -40,7 +40,7 @@ CLASSES_FILE = "resources/classes/imagenette.csv"
 TINY_CLASSES, TINY_COUNTS, TINY_SIZE, TINY_MODELS = 2, (12, 4), 32, ["convnet"]
 #: the rules that train classifiers: projected to the paper's epochs (the others are measured as they are)
 TRAINING_RULES = ("train_classifier", "evaluate", "evaluate_full", "gradcam")
-#: issue "Paper-scale speed": `results/imagenette_ipc10.csv` on one H100
+#: the paper-scale speed targets: `results/imagenette_ipc10.csv` on one H100
 TARGETS_S = {"without_full_data": 30 * 60, "full_data": 45 * 60}
 #: the fewest rehearsal epochs of a training: the fixed part is fitted from 1 and this many
 MIN_EPOCHS = 2
@@ -301,7 +301,7 @@ def training_stages(rule: str, group: pd.DataFrame, calib: pd.DataFrame, results
 
 def measure(workdir: Path, paper: dict, models: list[str], main_run: dict, serial: bool) -> dict:
     """Per stage: jobs, wall seconds, images and images/s; training stages projected to the
-    paper's epochs with the fitted fixed part; totals against the issue's targets."""
+    paper's epochs with the fitted fixed part; totals against the targets."""
     results = workdir / "results"
     jobs = job_table(workdir / "benchmarks", DATASET)
     calib = job_table(workdir / "benchmarks", CALIBRATION)
