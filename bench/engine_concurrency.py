@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from detdistill.testing.engine import PRESETS, build_models, report_header, steps_per_epoch, sync, write_report
-from detdistill.train import COMPILE_WORDS, TrainConfig, train_classifiers
+from detdistill.train import COMPILE_WORDS, EngineOptions, TrainConfig, train_classifiers
 
 
 def shapes(tiny: bool) -> tuple[dict, int, int, int]:
@@ -54,7 +54,7 @@ def worker(args: argparse.Namespace) -> None:
     labels = torch.arange(args.images) % 10
     base = {**train_cfg, "crop_size": crop, "compile": COMPILE_WORDS[args.compile]}
     models = build_models(args.model, [args.seed], crop, width)
-    train_classifiers(models, [args.seed], images, labels, TrainConfig.from_dict({**base, "epochs": 1}), device, stack="off")
+    train_classifiers(models, [args.seed], images, labels, TrainConfig.from_dict({**base, "epochs": 1}), device, EngineOptions(stack="off"))
     sync(device)
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
@@ -62,7 +62,7 @@ def worker(args: argparse.Namespace) -> None:
     cfg = TrainConfig.from_dict({**base, "epochs": args.epochs, "seed": args.seed})
     models = build_models(args.model, [args.seed], crop, width)
     start = time.time()
-    train_classifiers(models, [args.seed], images, labels, cfg, device, stack="off")
+    train_classifiers(models, [args.seed], images, labels, cfg, device, EngineOptions(stack="off"))
     sync(device)
     end = time.time()
     steps = args.epochs * steps_per_epoch(args.images, cfg.batch_size)

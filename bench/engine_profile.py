@@ -40,14 +40,14 @@ from detdistill.testing.engine import (
     sync,
     write_report,
 )
-from detdistill.train import TrainConfig, train_classifiers
+from detdistill.train import EngineOptions, TrainConfig, train_classifiers
 
 
 def _train_seconds(name, images, labels, cfg, crop, width, device) -> float:
     models = build_models(name, [0], crop, width)
     sync(device)
     start = time.perf_counter()
-    train_classifiers(models, [0], images, labels, cfg, device, stack="off")
+    train_classifiers(models, [0], images, labels, cfg, device, EngineOptions(stack="off"))
     sync(device)
     return time.perf_counter() - start
 
@@ -80,7 +80,7 @@ def ops_per_step(name, images, labels, cfg, crop, width, device, short: int, lon
         models = build_models(name, [0], crop, width)
         Count.calls = 0
         with Count():
-            train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, stack="off")
+            train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, EngineOptions(stack="off"))
         counts.append(Count.calls)
     steps = steps_per_epoch(len(images), cfg.batch_size)
     return (counts[1] - counts[0]) / ((long - short) * steps)
@@ -101,9 +101,9 @@ def profile_table(name, images, labels, cfg, crop, width, device, epochs: int, r
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     models = build_models(name, [0], crop, width)
-    train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": 1}), device, stack="off")
+    train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": 1}), device, EngineOptions(stack="off"))
     with profile(activities=activities) as prof:
-        train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, stack="off")
+        train_classifiers(models, [0], images, labels, TrainConfig(**{**cfg.__dict__, "epochs": epochs}), device, EngineOptions(stack="off"))
         sync(device)
     averages = prof.key_averages()
     tables = {"self CPU": averages.table(sort_by="self_cpu_time_total", row_limit=rows)}

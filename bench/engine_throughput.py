@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from detdistill.testing.engine import PRESETS, build_models, report_header
-from detdistill.train import TrainConfig, train_classifiers
+from detdistill.train import EngineOptions, TrainConfig, train_classifiers
 
 from reference_train import train_classifier_reference  # bench/reference_train.py, beside this script
 
@@ -37,7 +37,7 @@ def time_path(path, name, images, labels, cfg, crop, width, seeds, device) -> fl
                 train_classifier_reference(model, images, labels, TrainConfig(**{**c.__dict__, "seed": seed}), device)
         else:
             stack = "off" if path == "engine" else "on"
-            train_classifiers(models, seeds, images, labels, c, device, stack=stack)
+            train_classifiers(models, seeds, images, labels, c, device, EngineOptions(stack=stack))
 
     compile_model = path.endswith("compiled")
     run(TrainConfig(**{**cfg.__dict__, "epochs": 1, "compile": compile_model}))

@@ -6,7 +6,7 @@ Usage (in a finished `results/experiments/noise_digits.md` run's directory):
     python bench/trust_consistency.py --run . --weights 0 1 --seeds 0 1 2 \
         --out bench/measurements/trust_consistency_digits.md
 For each setting's trust-aware arm it reads the arm's manifest (its noisy labels and the true ones),
-runs detdistill.trust.trust_split with the digits detector's architecture and training settings and
+runs detdistill.trust.split_by_trust with the digits detector's architecture and training settings and
 the experiment's `trust` settings, once per (weight, seed), the seed driving the model's
 initialisation, data order, augmentation and mixtures (the noise is the run's, fixed). Reported per
 setting and weight: trusted images, the trusted set's label precision and recall against the true
@@ -32,7 +32,7 @@ from detdistill.models import build_model
 from detdistill.stats import paired_row
 from detdistill.testing.machine import cpu_description
 from detdistill.train import TrainConfig
-from detdistill.trust import TrustConfig, label_scores, trust_split
+from detdistill.trust import TrustConfig, label_scores, split_by_trust
 
 METRICS = ["trusted", "precision_pct", "recall_pct", "recalibrated", "recalibration_accuracy_pct"]
 
@@ -45,8 +45,8 @@ def one_run(manifest: pd.DataFrame, entry: dict, trust_cfg: TrustConfig, seed: i
     model = build_model(detector["model"], len(names), entry["image_size"], detector.get("width", 64))
     images = data.load_images(train, entry["source"], entry["image_size"])
     observed, clean = train.label.to_numpy(), train.clean_label.to_numpy()
-    samples, _ = trust_split(model, images, observed, clean, len(names), TrainConfig.from_dict(detector["train"]),
-                             trust_cfg, torch.device("cpu"), seed)
+    samples, _ = split_by_trust(model, images, observed, clean, len(names), TrainConfig.from_dict(detector["train"]),
+                                trust_cfg, torch.device("cpu"), seed)
     scores = label_scores(observed, clean, samples.label.to_numpy(), samples.trusted.to_numpy())
     moved = samples.recalibrated.to_numpy()
     return {"trusted": int(samples.trusted.sum()), "precision_pct": scores["label_precision_pct"],

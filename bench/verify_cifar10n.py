@@ -38,7 +38,7 @@ import torch
 from detdistill.data import load_image_files
 from detdistill.models import build_model
 from detdistill.testing.machine import cpu_description
-from detdistill.train import TrainConfig, predict, train_classifier
+from detdistill.train import TrainConfig, fit_classifier, predict
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -55,7 +55,7 @@ def cross_fitted_p_clean(images: torch.Tensor, labels: torch.Tensor, epochs: int
         train, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
         torch.manual_seed(seed + k)
         model = build_model("convnet", 10, 32, width=width)
-        train_classifier(model, images[train], labels[train], cfg, "cpu", desc=f"fold {k}")
+        fit_classifier(model, images[train], labels[train], cfg, "cpu", desc=f"fold {k}")
         probs = predict(model, images[held], "cpu")["probs"]
         p_clean[held] = probs.gather(1, labels[held][:, None]).squeeze(1).numpy()
     return p_clean

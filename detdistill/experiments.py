@@ -61,7 +61,7 @@ def arms(name: str, spec: dict) -> list[dict]:
     return out
 
 
-def expand(config: dict) -> None:
+def expand_noise_experiments(config: dict) -> None:
     """Add every experiment's arms to `config["datasets"]` (in place). Raises ExperimentError for
     a base dataset that is not configured, a setting named `clean`, or an arm name already taken."""
     from snakemake.utils import update_config

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 
-from .data import check_ipc, latent_matrix
+from .data import check_class_sizes, latent_matrix
 
 
-def compute_prototypes(latents: pd.DataFrame, ipc: int, seed: int, n_init: int = 10) -> pd.DataFrame:
+def kmeans_prototypes(latents: pd.DataFrame, ipc: int, seed: int, n_init: int = 10) -> pd.DataFrame:
     """Full (not mini-batch) K-means with `ipc` clusters per class; centroids are the prototypes."""
-    check_ipc(latents, ipc)
+    check_class_sizes(latents, ipc)
     rows = []
     for label, group in latents.groupby("label", sort=True):
         kmeans = KMeans(n_clusters=ipc, n_init=n_init, random_state=seed).fit(latent_matrix(group))

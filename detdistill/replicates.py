@@ -32,7 +32,7 @@ def replicate_names(name: str, entry: dict) -> list[str]:
     return [REPLICATE.format(name=name, seed=seed) for seed in (entry.get("replicates") or {}).get("seeds", [])]
 
 
-def expand(config: dict) -> None:
+def expand_replicates(config: dict) -> None:
     """Add every dataset's replicates to `config["datasets"]` (in place). Raises ReplicateError
     for a name already taken."""
     datasets = config["datasets"]

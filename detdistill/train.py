@@ -257,13 +257,34 @@ def _record_losses(pending: list[tuple[int, float, torch.Tensor]], runs: list[_R
     return values[-1]
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: fields hold modules and tensors, compared by identity
+class EngineOptions:
+    """How `train_classifiers` runs, beside the training settings (`TrainConfig`) and the data:
+    seed stacking, progress reporting, evaluation hooks, and the objective's extras (a teacher's
+    soft labels, a consistency term on unlabeled images). The defaults train on hard labels alone."""
+
+    #: "auto" | "on" | "off" (or a bool): step the seeds together as one batched model (`use_stacking`)
+    stack: str | bool = "auto"
+    #: the progress bar's and log lines' label
+    desc: str = "train"
+    #: called with a progress line every epochs/20 epochs and after the last
+    log: Callable[[str], None] | None = None
+    #: on_evaluate(epoch, run_indices): see `train_classifiers`
+    on_evaluate: Callable[[int, list[int]], None] | None = None
+    #: the epochs (1-based) after which `on_evaluate` runs (default: every epoch; always the last)
+    evaluate_at: Callable[[int], bool] | None = None
+    #: a classifier whose soft labels replace the labels (RDED's protocol)
+    teacher: nn.Module | None = None
+    #: the softmax temperature of the teacher's and the student's logits
+    temperature: float = 1.0
+    #: uint8 images (M,3,H,W) for the consistency term
+    unlabeled: torch.Tensor | None = None
+    #: the consistency term's weight (0: no term, nothing drawn)
+    consistency_weight: float = 0.0
+
+
 def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.Tensor, labels: torch.Tensor,
-                      cfg: TrainConfig, device, *, stack: str | bool = "auto", desc: str = "train",
-                      log: Callable[[str], None] | None = None,
-                      on_evaluate: Callable[[int, list[int]], None] | None = None,
-                      evaluate_at: Callable[[int], bool] | None = None,
-                      teacher: nn.Module | None = None, temperature: float = 1.0,
-                      unlabeled: torch.Tensor | None = None, consistency_weight: float = 0.0) -> list[list[dict]]:
+                      cfg: TrainConfig, device, options: EngineOptions | None = None) -> list[list[dict]]:
     """Train several models of one architecture in place on the same uint8 images (N,3,H,W) and
     int64 labels (N,), run i with seed `seeds[i]`; return each run's per-epoch history.
 
@@ -288,11 +309,18 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
     (TAD's outer loop, detdistill.trust): each step also draws a batch of them (with replacement,
     from the run's RNG), augments it twice, and adds w * KL(p_a || p_b), p_a the softmax of the first
     view with its gradient stopped (the target, as UDA and FixMatch do), p_b the second view's. With
-    w = 0 or no unlabeled image nothing is drawn: the runs are bit-identical to those without."""
+    w = 0 or no unlabeled image nothing is drawn: the runs are bit-identical to those without.
+
+    The options above are the fields of `options` (`EngineOptions`; default: all at their defaults)."""
     from torchvision.transforms import v2
 
     from detdistill.augment import build_augment
 
+    options = options or EngineOptions()
+    stack, desc, log, on_evaluate, evaluate_at = (options.stack, options.desc, options.log, options.on_evaluate,
+                                                  options.evaluate_at)
+    teacher, temperature = options.teacher, options.temperature
+    unlabeled, consistency_weight = options.unlabeled, options.consistency_weight
     if images.ndim != 4 or len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need images (N,3,H,W) and labels (N,) with N>0; got {tuple(images.shape)}, "
                          f"{tuple(labels.shape)}")
@@ -413,10 +441,10 @@ def train_classifiers(models: list[nn.Module], seeds: list[int], images: torch.T
     return [run.history for run in runs]
 
 
-def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
-                     device, desc: str = "train", log: Callable[[str], None] | None = None) -> list[dict]:
+def fit_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
+                   device, desc: str = "train", log: Callable[[str], None] | None = None) -> list[dict]:
     """Train one model in place (seed `cfg.seed`); return its per-epoch history."""
-    return train_classifiers([model], [cfg.seed], images, labels, cfg, device, desc=desc, log=log)[0]
+    return train_classifiers([model], [cfg.seed], images, labels, cfg, device, EngineOptions(desc=desc, log=log))[0]
 
 
 @torch.no_grad()

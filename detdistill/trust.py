@@ -29,9 +29,9 @@ TAD's dual loop, as built here (no public code exists; the choices below are our
 
 Each round's training restarts the optimiser and schedule.
 
-`trust_split` returns the per-sample table and one row per round; `trusted_manifest` the manifest
+`split_by_trust` returns the per-sample table and one row per round; `trusted_manifest` the manifest
 the downstream stages train on: train rows = the final trusted set with its labels, test rows as
-they were. Where the manifest knows the true labels (`clean_label`, detdistill.noise), the rounds
+they were. Where the manifest knows the true labels (`clean_label`, detdistill.data.label_noise), the rounds
 report the trusted set's precision and recall and the recalibration accuracy against them; they are
 never used to decide anything.
 """
@@ -157,7 +157,7 @@ def _round_row(round_index: int, trusted: np.ndarray, labels: np.ndarray, observ
     return row
 
 
-def trust_split(model, images: torch.Tensor, observed: np.ndarray, clean: np.ndarray | None, num_classes: int, train_cfg,
+def split_by_trust(model, images: torch.Tensor, observed: np.ndarray, clean: np.ndarray | None, num_classes: int, train_cfg,
                 trust_cfg: TrustConfig, device, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-sample table, per-round table); `model` is trained in place. Rows of the sample table
     follow `images`: loss, trust_probability, trusted, label (the one trained on: observed or
@@ -165,14 +165,14 @@ def trust_split(model, images: torch.Tensor, observed: np.ndarray, clean: np.nda
     own label) and joined_round (the round since which it is trusted; -1: not trusted)."""
     import dataclasses
 
-    from .train import train_classifier, train_classifiers
+    from .train import EngineOptions, fit_classifier, train_classifiers
 
     observed = np.asarray(observed, dtype=np.int64)
     labels = observed.copy()
     recalibrated = np.full(len(labels), -1, dtype=np.int64)
     joined = np.full(len(labels), -1, dtype=np.int64)
-    train_classifier(model, images, torch.from_numpy(labels), dataclasses.replace(train_cfg, epochs=trust_cfg.warmup_epochs, seed=seed),
-                     device, desc="trust warm-up")
+    fit_classifier(model, images, torch.from_numpy(labels), dataclasses.replace(train_cfg, epochs=trust_cfg.warmup_epochs, seed=seed),
+                   device, desc="trust warm-up")
     confirmed = np.zeros(len(labels), dtype=bool)
     rounds = []
     for r in range(1, trust_cfg.rounds + 1):
@@ -190,9 +190,9 @@ def trust_split(model, images: torch.Tensor, observed: np.ndarray, clean: np.nda
         log.info("trust round %d: %s", r, rounds[-1])
         keep = np.flatnonzero(trusted)
         round_cfg = dataclasses.replace(train_cfg, epochs=trust_cfg.epochs_per_round, seed=seed + r)
-        train_classifiers([model], [round_cfg.seed], images[keep], torch.from_numpy(labels[keep]), round_cfg, device,
-                          desc=f"trust round {r}", unlabeled=images[np.flatnonzero(~trusted)],
-                          consistency_weight=trust_cfg.consistency_weight)
+        options = EngineOptions(desc=f"trust round {r}", unlabeled=images[np.flatnonzero(~trusted)],
+                                consistency_weight=trust_cfg.consistency_weight)
+        train_classifiers([model], [round_cfg.seed], images[keep], torch.from_numpy(labels[keep]), round_cfg, device, options)
     loss, _, _ = per_sample_loss(model, images, torch.from_numpy(labels), device)
     samples = pd.DataFrame({"observed_label": observed, "label": labels, "loss": loss.astype(np.float32),
                             "trust_probability": trust_prob.astype(np.float32), "trusted": trusted,

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from detdistill.augment import build_augment
 from detdistill.models import build_model
-from detdistill.train import TrainConfig, predict, to_float, train_classifiers
-from detdistill.trust import TrustConfig, trust_split
+from detdistill.train import EngineOptions, TrainConfig, predict, to_float, train_classifiers
+from detdistill.trust import TrustConfig, split_by_trust
 
 CFG = TrainConfig(epochs=6, batch_size=16, optimizer="adam", lr=0.003, crop_size=16, crop_scale=(0.5, 1.0),
                   cutmix_alpha=0.0, flip=True, seed=0)
@@ -30,8 +30,8 @@ def _digits(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def _trained(weight: float, unlabeled: torch.Tensor | None, images, labels, cfg: TrainConfig = CFG):
     torch.manual_seed(0)
     model = build_model("convnet", 10, 16, 8)
-    train_classifiers([model], [0], images, labels, cfg, torch.device("cpu"), unlabeled=unlabeled,
-                      consistency_weight=weight)
+    train_classifiers([model], [0], images, labels, cfg, torch.device("cpu"),
+                      EngineOptions(unlabeled=unlabeled, consistency_weight=weight))
     return model
 
 
@@ -74,11 +74,11 @@ def test_teacher_and_consistency_are_not_combined():
     images, labels = _digits(16)
     with pytest.raises(ValueError, match="cannot be combined"):
         train_classifiers([build_model("convnet", 10, 16, 8)], [0], images, labels, CFG, "cpu",
-                          teacher=build_model("convnet", 10, 16, 8), unlabeled=images, consistency_weight=1.0)
+                          EngineOptions(teacher=build_model("convnet", 10, 16, 8), unlabeled=images, consistency_weight=1.0))
 
 
 def test_trust_rounds_use_the_term_on_the_untrusted_images():
-    """trust_split with a consistency weight trains its rounds with the term (a different model than
+    """split_by_trust with a consistency weight trains its rounds with the term (a different model than
     without it) and still returns one table row per image and one per round."""
     images, clean = _digits(300)
     observed = clean.numpy().copy()
@@ -90,8 +90,8 @@ def test_trust_rounds_use_the_term_on_the_untrusted_images():
     for weight in (0.0, 2.0):
         torch.manual_seed(0)
         model = build_model("convnet", 10, 16, 8)
-        samples, rounds = trust_split(model, images, observed, clean.numpy(), 10, dataclasses.replace(CFG, epochs=1),
-                                      dataclasses.replace(base, consistency_weight=weight), "cpu", seed=0)
+        samples, rounds = split_by_trust(model, images, observed, clean.numpy(), 10, dataclasses.replace(CFG, epochs=1),
+                                         dataclasses.replace(base, consistency_weight=weight), "cpu", seed=0)
         assert len(samples) == len(images) and len(rounds) == 2
         assert samples.trusted.any() and not samples.trusted.all()
         results[weight] = samples.loss.to_numpy()

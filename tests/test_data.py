@@ -1,4 +1,4 @@
-"""The embedded digits loader (detdistill.data): scikit-learn's bundled file read without importing
+"""The embedded digits loader (detdistill.data.sources.digits): scikit-learn's bundled file read without importing
 `sklearn.datasets`, equal to what `load_digits` gives, and `load_digits` itself where the file is not found."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import numpy as np
 from sklearn.datasets import load_digits
 
-from detdistill import data
+from detdistill.data.sources import digits
 
 
 def _expected():
@@ -19,7 +19,7 @@ def _expected():
 
 
 def test_digits_read_from_the_bundled_file_equal_load_digits():
-    images, labels = data._digits_arrays()
+    images, labels = digits.digits_arrays()
     expected_images, expected_labels = _expected()
     assert images.dtype == np.float32 and labels.dtype == np.int64
     np.testing.assert_array_equal(images, expected_images)
@@ -32,7 +32,7 @@ def test_digits_read_from_the_bundled_file_equal_load_digits():
 
 def test_digits_fall_back_to_load_digits_where_the_file_is_not_found(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    images, labels = data._digits_arrays()
+    images, labels = digits.digits_arrays()
     expected_images, expected_labels = _expected()
     np.testing.assert_array_equal(images, expected_images)
     np.testing.assert_array_equal(labels, expected_labels)

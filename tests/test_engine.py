@@ -13,7 +13,7 @@ import torch
 
 from detdistill.augment import build_augment
 from detdistill.models import build_model
-from detdistill.train import TrainConfig, accuracy, train_classifiers, use_stacking
+from detdistill.train import EngineOptions, TrainConfig, accuracy, train_classifiers, use_stacking
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from reference_train import train_classifier_reference
@@ -55,8 +55,8 @@ def test_stacked_runs_equal_runs_one_by_one(name, monkeypatch):
     cfg = TrainConfig.from_dict(CFG)
     one_by_one = [m.double() for m in _models(name, seeds)]
     stacked = [m.double() for m in _models(name, seeds)]
-    hist_a = train_classifiers(one_by_one, seeds, images, labels, cfg, CPU, stack="off")
-    hist_b = train_classifiers(stacked, seeds, images, labels, cfg, CPU, stack="on")
+    hist_a = train_classifiers(one_by_one, seeds, images, labels, cfg, CPU, EngineOptions(stack="off"))
+    hist_b = train_classifiers(stacked, seeds, images, labels, cfg, CPU, EngineOptions(stack="on"))
     for a, b in zip(hist_a, hist_b):
         assert [h["loss"] for h in a] == pytest.approx([h["loss"] for h in b], rel=1e-6)
     for a, b in zip(one_by_one, stacked):
@@ -75,7 +75,7 @@ def test_a_run_does_not_depend_on_its_companions():
     alone = _models("convnet", [1])
     together = _models("convnet", [0, 1, 2])
     train_classifiers(alone, [1], images, labels, cfg, CPU)
-    train_classifiers(together, [0, 1, 2], images, labels, cfg, CPU, stack="off")
+    train_classifiers(together, [0, 1, 2], images, labels, cfg, CPU, EngineOptions(stack="off"))
     sa, sb = alone[0].state_dict(), together[1].state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
@@ -199,10 +199,10 @@ def test_bf16_autocast_path_trains(stack, name):
     batch norm, losses finite and close to the fp32 runs' (bf16 keeps 8 bits of mantissa)."""
     images, labels = _images()
     seeds = [0, 1]
-    fp32 = train_classifiers(_models(name, seeds), seeds, images, labels, TrainConfig.from_dict(CFG), CPU, stack=stack)
+    fp32 = train_classifiers(_models(name, seeds), seeds, images, labels, TrainConfig.from_dict(CFG), CPU, EngineOptions(stack=stack))
     bf16_models = _models(name, seeds)
     bf16 = train_classifiers(bf16_models, seeds, images, labels, TrainConfig.from_dict({**CFG, "precision": "bf16"}), CPU,
-                             stack=stack)
+                             EngineOptions(stack=stack))
     # batch norm's statistics in bf16 shift ResNet-18's first-epoch loss by 2-7% here (measured with
     # one and two threads, which change it), instance norm's by under 5%
     tolerance = {"resnetap10": 0.05, "resnet18": 0.15}[name]
@@ -215,9 +215,9 @@ def test_compiled_stacked_runs_match_eager():
     """`train.compile` (torch.compile of the vmapped forward) trains the same runs as eager."""
     images, labels = _images()
     seeds = [0, 1]
-    eager = train_classifiers(_models("convnet", seeds), seeds, images, labels, TrainConfig.from_dict(CFG), CPU, stack="on")
+    eager = train_classifiers(_models("convnet", seeds), seeds, images, labels, TrainConfig.from_dict(CFG), CPU, EngineOptions(stack="on"))
     compiled = train_classifiers(_models("convnet", seeds), seeds, images, labels,
-                                 TrainConfig.from_dict({**CFG, "compile": True}), CPU, stack="on")
+                                 TrainConfig.from_dict({**CFG, "compile": True}), CPU, EngineOptions(stack="on"))
     for a, b in zip(eager, compiled):
         assert [h["loss"] for h in b] == pytest.approx([h["loss"] for h in a], rel=1e-4)
 
@@ -234,9 +234,9 @@ def test_cuda_graph_compilation_trains_the_eager_runs(monkeypatch):
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
     images, labels = _images()
     cfg = {**CFG, "epochs": 2}
-    eager = train_classifiers(_models("convnet", [0]), [0], images, labels, TrainConfig.from_dict(cfg), CPU, stack="off")
+    eager = train_classifiers(_models("convnet", [0]), [0], images, labels, TrainConfig.from_dict(cfg), CPU, EngineOptions(stack="off"))
     graphed = train_classifiers(_models("convnet", [0]), [0], images, labels,
-                                TrainConfig.from_dict({**cfg, "compile": "cuda-graphs"}), CPU, stack="off")
+                                TrainConfig.from_dict({**cfg, "compile": "cuda-graphs"}), CPU, EngineOptions(stack="off"))
     assert modes == ["reduce-overhead"]
     steps = 2 * -(-len(images) // CFG["batch_size"])
     assert len(marks) == steps  # one per optimizer step, none on the eager run
@@ -275,7 +275,7 @@ def test_losses_read_back_at_log_points_fill_every_epoch():
     images, labels = _images()
     cfg = TrainConfig.from_dict({**CFG, "epochs": 45, "lighting": 0.1})  # log every 2nd epoch, and the 45th
     lines = []
-    histories = train_classifiers(_models("convnet", [0, 1]), [0, 1], images, labels, cfg, CPU, stack="off", log=lines.append)
+    histories = train_classifiers(_models("convnet", [0, 1]), [0, 1], images, labels, cfg, CPU, EngineOptions(stack="off", log=lines.append))
     for history in histories:
         assert [row["epoch"] for row in history] == list(range(1, 46))
         assert all(math.isfinite(row["loss"]) and row["lr"] > 0 for row in history)

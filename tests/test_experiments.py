@@ -34,7 +34,7 @@ def test_expand_makes_one_dataset_per_arm_differing_only_in_labels_and_trust():
     config = config_with(spec)
     config["datasets"]["tiny"]["source"]["label_noise"] = {"kind": "symmetric", "rate": 0.1}  # dropped in every arm
     base = copy.deepcopy(config["datasets"]["tiny"])
-    experiments.expand(config)
+    experiments.expand_noise_experiments(config)
     assert config["datasets"]["tiny"] == base  # the base entry is not touched
     names = ["noisy_clean", "noisy_sym40", "noisy_sym40_trust", "noisy_pairs", "noisy_pairs_trust"]
     assert list(config["datasets"])[1:] == names
@@ -64,7 +64,7 @@ def test_expand_makes_one_dataset_per_arm_differing_only_in_labels_and_trust():
 @pytest.mark.parametrize("override", [{"judge": {"width": 4}}, {"image_size": 12}, {"source": {"validation_fraction": 0.3}}])
 def test_an_arm_whose_judge_would_differ_trains_its_own(override):
     config = config_with({"dataset": "tiny", "settings": {"s": {"kind": "symmetric", "rate": 0.4}}, "overrides": override})
-    experiments.expand(config)
+    experiments.expand_noise_experiments(config)
     assert [config["datasets"][arm].get("judge_of") for arm in ("noisy_clean", "noisy_s", "noisy_s_trust")] == [None] * 3
 
 
@@ -73,7 +73,7 @@ def test_with_a_validation_split_every_arm_shares_the_judge():
     its noise (test_protocol checks the split itself) and the base's judge serves them all."""
     config = config_with({"dataset": "tiny", "settings": {"s": {"kind": "symmetric", "rate": 0.4}}})
     config["datasets"]["tiny"]["source"]["validation_fraction"] = 0.2
-    experiments.expand(config)
+    experiments.expand_noise_experiments(config)
     assert [config["datasets"][arm].get("judge_of") for arm in ("noisy_clean", "noisy_s", "noisy_s_trust")] == ["tiny"] * 3
 
 
@@ -87,7 +87,7 @@ def test_with_a_validation_split_every_arm_shares_the_judge():
 )
 def test_expand_refuses_what_it_cannot_build(spec, extra, message):
     with pytest.raises(ExperimentError, match=re.escape(message)):
-        experiments.expand(config_with(spec, **extra))
+        experiments.expand_noise_experiments(config_with(spec, **extra))
 
 
 def test_label_scores_by_hand():
@@ -159,7 +159,7 @@ def test_table_and_paired_trust_minus_plain_per_seed():
 def test_without_the_clean_arm_only_the_noisy_arms_are_built_and_the_table_says_so():
     spec = {"dataset": "tiny", "clean_arm": False, "settings": {"s": {"kind": "symmetric", "rate": 0.4}}}
     config = config_with(spec)
-    experiments.expand(config)
+    experiments.expand_noise_experiments(config)
     assert list(config["datasets"]) == ["tiny", "noisy_s", "noisy_s_trust"]
     assert "clean_arm" not in config["datasets"]["noisy_s"]  # an experiment key, not a dataset one
     arm_list = experiments.arms("noisy", config["noise_experiments"]["noisy"])

@@ -6,7 +6,7 @@ import torch
 
 from detdistill.gradcam import cam_layer, class_activation_maps, gradcam_figure
 from detdistill.models import ARCHITECTURES, build_model
-from detdistill.train import TrainConfig, train_classifier
+from detdistill.train import TrainConfig, fit_classifier
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -41,8 +41,8 @@ def test_maps_point_at_the_evidence_of_the_true_class():
     images, labels = _quadrant_images(64, generator)
     torch.manual_seed(0)
     model = build_model("convnet", 2, 16, 8)
-    train_classifier(model, images, labels, TrainConfig(epochs=15, batch_size=16, lr=0.01, crop_size=16, flip=False, cutmix_alpha=0.0,
-                                                        crop_scale=(1.0, 1.0)), torch.device("cpu"))
+    fit_classifier(model, images, labels, TrainConfig(epochs=15, batch_size=16, lr=0.01, crop_size=16, flip=False, cutmix_alpha=0.0,
+                                                      crop_scale=(1.0, 1.0)), torch.device("cpu"))
     test, test_labels = _quadrant_images(8, generator)
     maps = class_activation_maps(model, test.float() / 255, test_labels)
     assert maps.shape == (8, 16, 16) and np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1

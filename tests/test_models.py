@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from detdistill.models import MODEL_NAMES, build_model, convnet_depth
-from detdistill.train import TrainConfig, accuracy, load_model, predict, read_model_meta, save_model, train_classifier
+from detdistill.train import TrainConfig, accuracy, fit_classifier, load_model, predict, read_model_meta, save_model
 
 CPU = torch.device("cpu")
 
@@ -79,7 +79,7 @@ def _train(seed=0, **overrides):
     torch.manual_seed(seed)
     model = build_model("convnet", 2, 16, width=8)
     cfg = TrainConfig.from_dict({"epochs": 8, "batch_size": 8, "lr": 0.01, "seed": seed, **overrides})
-    history = train_classifier(model, images, labels, cfg, CPU)
+    history = fit_classifier(model, images, labels, cfg, CPU)
     return model, history, images, labels
 
 
@@ -99,7 +99,7 @@ def test_training_does_not_disturb_global_rng():
     images, labels = _bright_dark(n=6)
     model = build_model("convnet", 2, 16, width=4)
     torch.manual_seed(123)
-    train_classifier(model, images, labels, TrainConfig(epochs=1), CPU)
+    fit_classifier(model, images, labels, TrainConfig(epochs=1), CPU)
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -107,14 +107,14 @@ def test_batch_larger_than_dataset_and_options():
     images, labels = _bright_dark(n=6)
     model = build_model("convnet", 3, 16, width=4)  # 3 classes, only 2 present: CutMix width = logits width
     cfg = TrainConfig(epochs=3, batch_size=64, optimizer="adam", schedule="cosine", crop_scale=None, flip=False)
-    history = train_classifier(model, images, labels, cfg, CPU, log=lambda s: None)
+    history = fit_classifier(model, images, labels, cfg, CPU, log=lambda s: None)
     assert len(history) == 3 and all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
 
 
 def test_short_multistep_keeps_initial_lr():
     images, labels = _bright_dark(n=6)
-    history = train_classifier(build_model("convnet", 2, 16, width=4), images, labels,
-                               TrainConfig(epochs=1, lr=0.05), CPU)
+    history = fit_classifier(build_model("convnet", 2, 16, width=4), images, labels,
+                             TrainConfig(epochs=1, lr=0.05), CPU)
     assert history[0]["lr"] == 0.05
 
 

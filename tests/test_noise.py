@@ -1,4 +1,4 @@
-"""Label noise on the training split (detdistill.noise): seeded, exact per-class rates, test rows
+"""Label noise on the training split (detdistill.data.label_noise): seeded, exact per-class rates, test rows
 untouched, the truth kept beside the observed labels, label files matched by path."""
 
 import tarfile
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from detdistill.data import DataError
-from detdistill.noise import CIFAR10_ASYMMETRIC_PAIRS, apply_label_noise, noise_summary
+from detdistill.data.label_noise import CIFAR10_ASYMMETRIC_PAIRS, apply_label_noise, noise_summary
 
 from conftest import REPO
 

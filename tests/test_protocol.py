@@ -17,7 +17,7 @@ from detdistill.refine import refine_set
 from detdistill.stages import anomalies as anomaly_stage
 from detdistill.stages import evaluation
 from detdistill.stages.classifiers import score_validation
-from detdistill.train import TrainConfig, save_model, train_classifiers
+from detdistill.train import EngineOptions, TrainConfig, save_model, train_classifiers
 
 from conftest import markdown_table_rows
 
@@ -240,8 +240,8 @@ def test_measuring_during_training_leaves_the_training_unchanged(stack):
             calls.append((epoch, runs, [models[i].training for i in runs]))
             models[runs[0]](torch.rand(2, 3, 8, 8))
 
-        train_classifiers(models, [0, 1], images, labels, cfg, "cpu", stack=stack,
-                          on_evaluate=hook if measure else None, evaluate_at=lambda e: e % 2 == 0)
+        train_classifiers(models, [0, 1], images, labels, cfg, "cpu",
+                          EngineOptions(stack=stack, on_evaluate=hook if measure else None, evaluate_at=lambda e: e % 2 == 0))
         return models
 
     measured, plain = trained(True), trained(False)

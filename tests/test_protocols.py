@@ -18,7 +18,15 @@ from detdistill.augment import build_augment, lighting
 from detdistill.best_epoch import measured_epochs
 from detdistill.models import build_model
 from detdistill.stages import evaluation
-from detdistill.train import TrainConfig, _make_optimizer, _make_scheduler, load_model, save_model, train_classifiers
+from detdistill.train import (
+    EngineOptions,
+    TrainConfig,
+    _make_optimizer,
+    _make_scheduler,
+    load_model,
+    save_model,
+    train_classifiers,
+)
 
 from conftest import assert_stops_with, copy_workflow, planned_jobs, snakemake
 
@@ -164,7 +172,7 @@ def test_with_a_teacher_the_labels_are_never_read_and_the_student_learns_the_tea
     def student(train_labels):
         torch.manual_seed(1)
         model = build_model("convnet", 3, 8, 8)
-        train_classifiers([model], [0], images, train_labels, cfg, "cpu", teacher=teacher, temperature=4.0)
+        train_classifiers([model], [0], images, train_labels, cfg, "cpu", EngineOptions(teacher=teacher, temperature=4.0))
         return model.eval()
 
     shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]

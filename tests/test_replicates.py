@@ -9,7 +9,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from detdistill.replicates import ReplicateError, check_seeds, expand, replicate_markdown, replicate_table
+from detdistill.replicates import ReplicateError, check_seeds, expand_replicates, replicate_markdown, replicate_table
 
 from conftest import assert_stops_with, planned_jobs, snakemake
 
@@ -21,7 +21,7 @@ def _entry():
 
 def test_expansion_changes_only_the_construction_seeds():
     config = {"datasets": {"digits": _entry()}}
-    expand(config)
+    expand_replicates(config)
     assert sorted(config["datasets"]) == ["digits", "digits_rep1", "digits_rep2"]
     assert config["datasets"]["digits"] == _entry()  # the main entry untouched
     for seed in [1, 2]:
@@ -37,7 +37,7 @@ def test_expansion_changes_only_the_construction_seeds():
 
 def test_expansion_refuses_a_taken_name():
     with pytest.raises(ReplicateError, match="digits_rep1"):
-        expand({"datasets": {"digits": _entry(), "digits_rep1": _entry()}})
+        expand_replicates({"datasets": {"digits": _entry(), "digits_rep1": _entry()}})
 
 
 def _runs(construction_shift):
@@ -59,7 +59,7 @@ def test_a_replicate_seed_equal_to_the_main_construction_seed_is_refused(main_se
         config["datasets"]["digits"]["construction_seed"] = None  # the schema's default
     else:
         config["datasets"]["digits"]["construction_seed"] = 2
-    expand(config)
+    expand_replicates(config)
     with pytest.raises(ReplicateError, match=r"`datasets\.digits\.replicates\.seeds` holds 2"):
         check_seeds(config)
     check_seeds({"seed": 0, "datasets": {"digits": _entry()}})  # 1 and 2 besides 0: fine

@@ -133,8 +133,8 @@ def test_inner_loop_agreeing_with_the_own_label_confirms_and_does_not_recalibrat
                       cutmix_alpha=0.0, flip=False, seed=0)
     trust_cfg = trust.TrustConfig(rounds=1, warmup_epochs=1, epochs_per_round=1, trust_threshold=0.5,
                                   recalibration_confidence=0.9, min_class_samples=4, consistency_weight=0.0)
-    samples, rounds = trust.trust_split(build_model("convnet", 3, 8, 4), images, observed, observed, 3, cfg, trust_cfg,
-                                        "cpu", seed=0)
+    samples, rounds = trust.split_by_trust(build_model("convnet", 3, 8, 4), images, observed, observed, 3, cfg, trust_cfg,
+                                           "cpu", seed=0)
     own, other = calls[0]
     assert len(own) and len(other)
     confirmed = samples.iloc[own]

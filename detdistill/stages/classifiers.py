@@ -31,7 +31,7 @@ def classifier_build(clf_cfg: dict, num_classes: int, image_size: int) -> dict:
 def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cfg: dict, out_model, out_metrics, out_test_scores,
                      true_labels: bool = False) -> None:
     """Detector or judge: trained on the real train split only; test split only for its metrics.
-    `true_labels` (the judge): where the manifest carries label noise (`clean_label`, detdistill.noise),
+    `true_labels` (the judge): where the manifest carries label noise (`clean_label`, detdistill.data.label_noise),
     train on the true labels, so the judge's label-consistency figures stay a measurement.
     `clf_cfg["weights"]` (a file, detdistill.checkpoints): load it instead of training; the same
     test-split figures are measured, and the file's sha256 is kept with the model and its metrics.
@@ -41,8 +41,7 @@ def train_classifier(*, manifest_path, source_cfg: dict, image_size: int, clf_cf
     from ..calibration import VALIDATION_SPLIT, calibration_metrics, fit_temperature
     from ..checkpoints import file_sha256, load_classifier
     from ..models import build_model
-    from ..train import TrainConfig, accuracy, predict, save_model
-    from ..train import train_classifier as fit_classifier
+    from ..train import TrainConfig, accuracy, fit_classifier, predict, save_model
 
     manifest = pd.read_parquet(manifest_path)
     train, test = data.train_split(manifest), manifest[manifest.split == "test"]

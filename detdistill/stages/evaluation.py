@@ -156,7 +156,7 @@ def train_on_set(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg:
     reads the test split once. The models are `evaluation_model`'s."""
     from torchvision.transforms.v2 import functional as TF
 
-    from ..train import TrainConfig, accuracy, train_classifiers
+    from ..train import EngineOptions, TrainConfig, accuracy, train_classifiers
 
     crop_size = eval_cfg["image_size"]
     load_size = eval_cfg.get("load_size") or crop_size
@@ -186,9 +186,10 @@ def train_on_set(set_frame: pd.DataFrame, manifest: pd.DataFrame, *, source_cfg:
         tracker = BestEpochTracker(len(models), lambda i: accuracy(models[i], test_images, test_labels, device))
         measured = measured_epochs(eval_cfg, epochs)
     teacher = None if teacher_path is None else load_teacher(teacher_path, num_classes, device)
-    histories = train_classifiers(models, seeds, images, labels, cfg, device, stack=eval_cfg.get("stack_seeds", "auto"),
-                                  desc=f"{method}/{model_name}", log=log.info, on_evaluate=tracker, evaluate_at=measured,
-                                  teacher=teacher, temperature=eval_cfg.get("teacher_temperature", 1.0))
+    options = EngineOptions(stack=eval_cfg.get("stack_seeds", "auto"), desc=f"{method}/{model_name}", log=log.info,
+                            on_evaluate=tracker, evaluate_at=measured, teacher=teacher,
+                            temperature=eval_cfg.get("teacher_temperature", 1.0))
+    histories = train_classifiers(models, seeds, images, labels, cfg, device, options)
     return TrainedOnSet(seeds, models, test_images, test_labels, epochs, device, tracker, histories)
 
 

@@ -69,7 +69,7 @@ def encode_latents(*, manifest_path, source_cfg: dict, image_size: int, generato
 
 # --------------------------------------------------------------------------- prototypes
 def compute_prototypes(*, latents_path, ipc: int, seed: int, n_init: int, out_path) -> None:
-    from ..prototypes import compute_prototypes as kmeans_prototypes
+    from ..prototypes import kmeans_prototypes
 
     prototypes = kmeans_prototypes(pd.read_parquet(latents_path), ipc, seed, n_init)
     io.write_parquet(prototypes, out_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from .. import data, io
-from ..noise import noise_summary
 
 log = logging.getLogger("detdistill")
 
@@ -21,4 +20,4 @@ def prepare_data(*, source_cfg: dict, seed: int, out_manifest, out_unreadable, t
     counts = manifest.groupby(["split"]).size().to_dict()
     log.info("manifest: %d images, %s, %d classes", len(manifest), counts, manifest.label.nunique())
     if "clean_label" in manifest.columns:  # source.label_noise: what was put on, per class
-        log.info("label noise on the train split:\n%s", noise_summary(manifest).to_string(index=False))
+        log.info("label noise on the train split:\n%s", data.noise_summary(manifest).to_string(index=False))

@@ -33,7 +33,7 @@ def build_refined_set(*, anomalies_path, candidate_dirs, method: str, top_k: int
 
 def _real_subset(train: pd.DataFrame, ipc: int, method: str, pick) -> pd.DataFrame:
     """`ipc` train rows per class, `pick(label, group)` giving their positions in the group."""
-    data.check_ipc(train, ipc)
+    data.check_class_sizes(train, ipc)
     parts = []
     for label, group in train.groupby("label", sort=True):
         parts.append(group.iloc[pick(int(label), group)])

@@ -20,8 +20,7 @@ def trust_split(*, manifest_path, source_cfg: dict, image_size: int, detector_cf
     manifest the generator, prototypes and detector train on."""
     from ..models import build_model
     from ..train import TrainConfig
-    from ..trust import TrustConfig, per_class_table, rounds_markdown, trusted_manifest
-    from ..trust import trust_split as split_by_trust
+    from ..trust import TrustConfig, per_class_table, rounds_markdown, split_by_trust, trusted_manifest
     from .classifiers import classifier_build
 
     manifest = pd.read_parquet(manifest_path)

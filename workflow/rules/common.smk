@@ -9,7 +9,7 @@ from detdistill.calibration import QUANTILE_MODES
 from detdistill.data import DataError, inspect_source, validation_count
 from detdistill.experiments import LABEL_ONLY_METHODS, ExperimentError
 from detdistill.experiments import arms as experiment_arms
-from detdistill.experiments import expand as expand_noise_experiments
+from detdistill.experiments import expand_noise_experiments
 from detdistill.experiments import generator_note as experiment_generator_note
 from detdistill.protocols import ProtocolError
 from detdistill.published import check_headline
@@ -20,7 +20,7 @@ from detdistill.protocols import differences_notes, protocol_of
 from detdistill.replicates import ReplicateError
 from detdistill.replicates import check_seeds as check_replicate_seeds
 from detdistill.replicates import construction_seed
-from detdistill.replicates import expand as expand_replicates
+from detdistill.replicates import expand_replicates
 from detdistill.replicates import replicate_names
 from detdistill.schema import SCHEMA as SCHEMA_FILE
 from detdistill.sweeps import KNOB_METHODS, REFERENCE as SWEEP_REFERENCE, knob_value, point_name

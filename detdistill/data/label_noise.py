@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import TORCHVISION_CIFAR10, DataError, class_names
+from ..errors import DataError
+from .sources.cifar10 import TORCHVISION_CIFAR10
+from .tables import class_names
 
 #: Patrini et al. (2017), as used by TAD and most label-noise work on CIFAR-10
 CIFAR10_ASYMMETRIC_PAIRS = {"truck": "automobile", "bird": "airplane", "deer": "horse", "cat": "dog", "dog": "cat"}
