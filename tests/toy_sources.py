@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from detdistill.data import MANIFEST_COLUMNS, select_classes
+from detdistill.data import MANIFEST_COLUMNS
 from detdistill.data.sources import SOURCE_KINDS, DataSource, Fingerprint
 
 TOY_KIND = "toy"
@@ -38,10 +38,7 @@ class ToySource(DataSource):
                     index = i if split == "train" else TOY_COUNTS[0] + i
                     rows.append({"image_id": f"{split}/{class_name}/{index}", "label": label, "class_name": class_name,
                                  "split": split, "source": f"{label}/{index}"})
-        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-        if source_cfg.get("classes"):
-            manifest = select_classes(manifest, [str(c) for c in source_cfg["classes"]])
-        return manifest
+        return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
     def reads_files(self, rows: pd.DataFrame, source_cfg: dict) -> bool:
         return False

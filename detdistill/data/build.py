@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..image_files import check_images_decode
+from .classes import select_classes
 from .label_noise import apply_label_noise
 from .sources import source_kind
 from .tables import check_manifest
@@ -13,7 +14,10 @@ from .validation import carve_validation
 
 
 def build_manifest(source_cfg: dict, seed: int) -> pd.DataFrame:
-    manifest = source_kind(source_cfg).manifest(source_cfg, seed)
+    kind = source_kind(source_cfg)
+    manifest = kind.manifest(source_cfg, seed)
+    if source_cfg.get("classes") and not kind.reads_files(manifest, source_cfg):  # file layouts filter while listing
+        manifest = select_classes(manifest, [str(c) for c in source_cfg["classes"]])
     check_manifest(manifest)
     if source_cfg.get("label_noise"):
         manifest = apply_label_noise(manifest, source_cfg["label_noise"], seed, source_cfg.get("root"))

@@ -69,8 +69,9 @@ class DataSource(ABC):
 
     @abstractmethod
     def manifest(self, source_cfg: dict, seed: int) -> pd.DataFrame:
-        """Every image as a manifest row (`tables.MANIFEST_COLUMNS`), with `source.classes`, when
-        set, kept alone and relabelled 0..k-1 in the order given (`classes.select_classes`)."""
+        """Every image as a manifest row (`tables.MANIFEST_COLUMNS`). A kind reading image files
+        keeps `source.classes`, when set, alone while listing; of a kind holding its images in arrays,
+        `build_manifest` keeps them (`classes.select_classes`: relabelled 0..k-1 in the order given)."""
 
     def reads_files(self, rows: pd.DataFrame, source_cfg: dict) -> bool:
         """Whether the `source` column of `rows` holds image file paths (decoded, checked and cached

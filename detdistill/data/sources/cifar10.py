@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import DataError
-from ..classes import read_class_table, select_classes, table_classes
+from ..classes import read_class_table, table_classes
 from ..folders import DEFAULT_SPLITS, imagefolder_manifest
 from ..tables import MANIFEST_COLUMNS
 from .base import SOURCE_KINDS, DataSource, Fingerprint, FolderLayout
@@ -72,10 +72,7 @@ class Cifar10(DataSource):
     config_keys = ("root", "classes_file", "download")
 
     def manifest(self, source_cfg: dict, seed: int) -> pd.DataFrame:
-        manifest = cifar10_manifest(source_cfg)
-        if source_cfg.get("classes") and not self.reads_files(manifest, source_cfg):  # folder trees filter while listing
-            manifest = select_classes(manifest, [str(c) for c in source_cfg["classes"]])
-        return manifest
+        return cifar10_manifest(source_cfg)
 
     def reads_files(self, rows: pd.DataFrame, source_cfg: dict) -> bool:
         return not (len(rows) and str(rows.source.iloc[0]).startswith(TORCHVISION_CIFAR10))

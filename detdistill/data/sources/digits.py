@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..classes import select_classes, subset_classes
+from ..classes import subset_classes
 from .base import SOURCE_KINDS, DataSource, Fingerprint
 
 if TYPE_CHECKING:
@@ -83,10 +83,7 @@ class Digits(DataSource):
     config_keys = ("test_fraction",)
 
     def manifest(self, source_cfg: dict, seed: int) -> pd.DataFrame:
-        manifest = digits_manifest(source_cfg.get("test_fraction", 0.2), seed)
-        if source_cfg.get("classes"):
-            manifest = select_classes(manifest, [str(c) for c in source_cfg["classes"]])
-        return manifest
+        return digits_manifest(source_cfg.get("test_fraction", 0.2), seed)
 
     def reads_files(self, rows: pd.DataFrame, source_cfg: dict) -> bool:
         return False
